@@ -1,0 +1,247 @@
+// =================================================================================================
+// grove: the context switch for aarch64, AAPCS64 (Linux, the BSDs, macOS)
+// =================================================================================================
+//
+// The same two routines as asm/switch_x86_64.S, which carries the full narration; read it first.
+// This file notes only what differs on aarch64.
+//
+// ---- The Rust-side prototypes (src/arch/mod.rs): identical ----------------------------------------
+//
+//     #[repr(C)] pub struct Context { sp: *mut u8, link: *mut *mut u8 }
+//     extern "C" fn grove_switch(arg: usize, from: *mut Context, to: *const Context) -> usize;
+//     extern "C" fn grove_switch_return(arg: usize, from: *mut Context, to: *const Context) -> usize;
+//     extern "C" fn grove_trampoline() -> !;
+//
+// ---- The ABI facts that differ (AAPCS64, "Procedure Call Standard for the Arm 64-bit Arch.") ----
+//
+//   * Arguments in x0, x1, x2; the result in x0. So `arg` arrives in x0 and is already where
+//     `to` expects its result: no move needed.
+//   * Callee-saved: x19-x28, the frame pointer x29, sp, and the low 64 bits of v8-v15, i.e.
+//     d8-d15. The link register x30 holds the return address: a `bl` writes it, nothing is
+//     pushed, so we save it like any other register.
+//   * x18 is the platform register (reserved on macOS and Windows): never touched here.
+//   * FPCR (rounding mode, flush-to-zero) is not switched, for the reason given in the x86_64
+//     file for MXCSR.
+//   * sp must be 16-byte aligned at every instruction that uses it, not only at calls: the frame
+//     below is 160 bytes, a multiple of 16, and fresh stacks are aligned by src/arch/aarch64.rs.
+//   * There is no red zone on Linux; macOS has a 128-byte one. The argument is the same as on
+//     x86_64: a switch is a call, and no caller keeps live data below sp across a call.
+//
+// ---- The slot table: a suspended context's stack, from its saved sp upwards ---------------------
+//
+//     offset  slot           offset  slot
+//       0     x19 (fresh: entry function)     96   d8
+//       8     x20 (fresh: data pointer)      104   d9
+//      16     x21                            112   d10
+//      24     x22                            120   d11
+//      32     x23                            128   d12
+//      40     x24                            136   d13
+//      48     x25                            144   d14
+//      56     x26                            152   d15
+//      64     x27                            160   (end: the resumed code's sp)
+//      72     x28
+//      80     x29 (fresh: 0)
+//      88     x30 = where to continue (fresh: grove_trampoline)
+//
+.equ FRAME_X19,   0
+.equ FRAME_X20,   8
+.equ FRAME_X21,   16
+.equ FRAME_X22,   24
+.equ FRAME_X23,   32
+.equ FRAME_X24,   40
+.equ FRAME_X25,   48
+.equ FRAME_X26,   56
+.equ FRAME_X27,   64
+.equ FRAME_X28,   72
+.equ FRAME_X29,   80
+.equ FRAME_X30,   88
+.equ FRAME_D8,    96
+.equ FRAME_D10,   112
+.equ FRAME_D12,   128
+.equ FRAME_D14,   144
+.equ FRAME_SIZE,  160
+.equ CTX_SP,      0
+.equ CTX_LINK,    8
+//
+// ---- Register state on entry and exit of grove_switch: as on x86_64, with ----------------------
+//     entry: x0 = arg, x1 = from, x2 = to, x30 = return address, sp = from's stack
+//     exit:  x0 = arg, x19-x29, d8-d15, sp = to's, x30 = to's return address (also in x16)
+//
+// ---- How it leaves: two exits, as on x86_64 ---------------------------------------------------------
+// grove_switch is entered by `bl` and leaves by `br x16`, an indirect branch that leaves the
+// return-address stack alone; grove_switch_return is entered by a plain `b` (the caller set x30
+// itself) and leaves by `ret`, which pops the entry of the target's `bl grove_switch`. See
+// "Two exits" in the x86_64 file. The target of that branch is a
+// return site, not a BTI landing pad; that is only enforced in pages of binaries that claim
+// BTI in their GNU property note, which this object does not, so the linker leaves the program
+// unmarked. Our own entry points still begin with landing pads (`bti c`/`bti j`, spelled as
+// hints so that any assembler accepts them).
+//
+// =================================================================================================
+
+#if defined(GROVE_MACHO) || defined(__APPLE__)
+#  define SYM(name) _##name
+#  define FUNC_BEGIN(name) .globl SYM(name) %% .private_extern SYM(name) %% .p2align 4 %% SYM(name):
+#  define FUNC_END(name)
+#  define LOCAL(label) L##label:
+#else
+#  define SYM(name) name
+#  define FUNC_BEGIN(name) .globl name ; .hidden name ; .type name, %function ; .p2align 4 ; name:
+#  define FUNC_END(name) .size name, . - name
+#  define LOCAL(label) .L##label:
+#endif
+
+    .text
+
+// -------------------------------------------------------------------------------------------------
+// The body both switches share (steps 1 to 4), as in the x86_64 file.
+// -------------------------------------------------------------------------------------------------
+.macro SAVE_SWAP_RESTORE
+    // ---- 1. Save `from`: one 160-byte frame, stored in pairs (no push on aarch64). -------------
+    sub sp, sp, #FRAME_SIZE
+    .cfi_def_cfa_offset FRAME_SIZE
+    stp x19, x20, [sp, #FRAME_X19]
+    stp x21, x22, [sp, #FRAME_X21]
+    stp x23, x24, [sp, #FRAME_X23]
+    stp x25, x26, [sp, #FRAME_X25]
+    stp x27, x28, [sp, #FRAME_X27]
+    stp x29, x30, [sp, #FRAME_X29]  // x30: where `from` continues
+    stp d8,  d9,  [sp, #FRAME_D8]
+    stp d10, d11, [sp, #FRAME_D10]
+    stp d12, d13, [sp, #FRAME_D12]
+    stp d14, d15, [sp, #FRAME_D14]
+    .cfi_offset x19, -160
+    .cfi_offset x20, -152
+    .cfi_offset x21, -144
+    .cfi_offset x22, -136
+    .cfi_offset x23, -128
+    .cfi_offset x24, -120
+    .cfi_offset x25, -112
+    .cfi_offset x26, -104
+    .cfi_offset x27, -96
+    .cfi_offset x28, -88
+    .cfi_offset x29, -80
+    .cfi_offset x30, -72
+    .cfi_offset 72, -64                      // DWARF 72-79 = v8-v15 (d8-d15)
+    .cfi_offset 73, -56
+    .cfi_offset 74, -48
+    .cfi_offset 75, -40
+    .cfi_offset 76, -32
+    .cfi_offset 77, -24
+    .cfi_offset 78, -16
+    .cfi_offset 79, -8
+
+    // ---- 2. Publish where `from` stopped (sp cannot be stored directly: go through x9). --------
+    mov x9, sp
+    str x9, [x1, #CTX_SP]           // from.sp = sp
+    ldr x10, [x2, #CTX_LINK]        // x10 = to.link
+    str x9, [x10]                   // *to.link = sp, for unwinders
+
+    // ---- 3. Become `to`. -------------------------------------------------------------------------
+    ldr x9, [x2, #CTX_SP]
+    mov sp, x9
+
+    // ---- 4. Restore `to`'s registers. ----------------------------------------------------------
+    ldp x19, x20, [sp, #FRAME_X19]
+    ldp x21, x22, [sp, #FRAME_X21]
+    ldp x23, x24, [sp, #FRAME_X23]
+    ldp x25, x26, [sp, #FRAME_X25]
+    ldp x27, x28, [sp, #FRAME_X27]
+    ldp x29, x30, [sp, #FRAME_X29]
+    ldp d8,  d9,  [sp, #FRAME_D8]
+    ldp d10, d11, [sp, #FRAME_D10]
+    ldp d12, d13, [sp, #FRAME_D12]
+    ldp d14, d15, [sp, #FRAME_D14]
+    add sp, sp, #FRAME_SIZE
+    .cfi_def_cfa_offset 0
+    .cfi_restore x19
+    .cfi_restore x20
+    .cfi_restore x21
+    .cfi_restore x22
+    .cfi_restore x23
+    .cfi_restore x24
+    .cfi_restore x25
+    .cfi_restore x26
+    .cfi_restore x27
+    .cfi_restore x28
+    .cfi_restore x29
+    .cfi_restore x30
+    .cfi_restore 72
+    .cfi_restore 73
+    .cfi_restore 74
+    .cfi_restore 75
+    .cfi_restore 76
+    .cfi_restore 77
+    .cfi_restore 78
+    .cfi_restore 79
+
+.endm
+
+// -------------------------------------------------------------------------------------------------
+// grove_switch(arg: usize, from: *mut Context, to: *const Context) -> usize
+// Entered by `bl`, which pushes the return-address stack; leaves by `br`, which does not pop it.
+// -------------------------------------------------------------------------------------------------
+FUNC_BEGIN(grove_switch)
+    .cfi_startproc
+LOCAL(sw_0)   hint #34                        // bti c: landing pad for indirect calls
+LOCAL(sw_1)   SAVE_SWAP_RESTORE
+    // ---- 5. Continue `to`; x0 still holds `arg`, its result. -----------------------------------
+LOCAL(sw_2)   mov x16, x30                    // x16 (IP0): the register made for such branches
+LOCAL(sw_3)   br x16                          // not `ret`: see "How it leaves"
+    .cfi_endproc
+FUNC_END(grove_switch)
+
+// -------------------------------------------------------------------------------------------------
+// grove_switch_return: the same, reached by `adr x30, 2f; b grove_switch_return` (no push on the
+// return-address stack) and leaving by `ret`, which pops the entry of to's own `bl grove_switch`.
+// -------------------------------------------------------------------------------------------------
+FUNC_BEGIN(grove_switch_return)
+    .cfi_startproc
+LOCAL(sr_0)   hint #34                        // bti c
+LOCAL(sr_1)   SAVE_SWAP_RESTORE
+LOCAL(sr_2)   ret                             // x30 = to's continuation; predicted
+    .cfi_endproc
+FUNC_END(grove_switch_return)
+
+// -------------------------------------------------------------------------------------------------
+// grove_trampoline: where a fresh context starts
+// -------------------------------------------------------------------------------------------------
+// The fresh stack (src/arch/aarch64.rs): link slot at tramp_sp (16-byte aligned), below it a
+// 160-byte frame with x19 = entry, x20 = data, x29 = 0, x30 = grove_trampoline. On entry
+// sp = tramp_sp and x0 = arg. CFA = [sp] + 160; registers at the same CFA offsets as the
+// x86_64 trampoline's, per the slot table above.
+FUNC_BEGIN(grove_trampoline)
+    .cfi_startproc
+    .cfi_signal_frame
+    // DW_CFA_def_cfa_expression, 6 bytes: DW_OP_breg31 (sp) 0; DW_OP_deref; DW_OP_plus_uconst 160
+    .cfi_escape 0x0f, 0x06, 0x8f, 0x00, 0x06, 0x23, 0xa0, 0x01
+    .cfi_offset x19, -160
+    .cfi_offset x20, -152
+    .cfi_offset x21, -144
+    .cfi_offset x22, -136
+    .cfi_offset x23, -128
+    .cfi_offset x24, -120
+    .cfi_offset x25, -112
+    .cfi_offset x26, -104
+    .cfi_offset x27, -96
+    .cfi_offset x28, -88
+    .cfi_offset x29, -80
+    .cfi_offset x30, -72
+    .cfi_offset 72, -64
+    .cfi_offset 73, -56
+    .cfi_offset 74, -48
+    .cfi_offset 75, -40
+    .cfi_offset 76, -32
+    .cfi_offset 77, -24
+    .cfi_offset 78, -16
+    .cfi_offset 79, -8
+LOCAL(tr_0)   hint #36                        // bti j: reached by `br`
+LOCAL(tr_1)   mov x1, x20                     // second argument: data (x0 is already arg)
+LOCAL(tr_2)   blr x19                         // entry(arg, data): never returns
+LOCAL(tr_3)   brk #1                          // unreachable
+    .cfi_endproc
+FUNC_END(grove_trampoline)
+
+#if !defined(GROVE_MACHO) && !defined(__APPLE__)
+    .section .note.GNU-stack, "", %progbits
+#endif

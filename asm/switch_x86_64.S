@@ -1,0 +1,274 @@
+// =================================================================================================
+// grove: the context switch for x86_64, System V ABI (Linux, the BSDs, macOS)
+// =================================================================================================
+//
+// This file is the whole of grove's machine-level magic on x86_64: two routines, 30-odd
+// instructions. Everything else (greenlets, the hub, sockets) is ordinary Rust calling them.
+// docs/switch.md draws the stacks and argues correctness at length; this file narrates each step.
+//
+// ---- The Rust-side prototypes (src/arch/mod.rs) --------------------------------------------------
+//
+//     #[repr(C)] pub struct Context { sp: *mut u8, link: *mut *mut u8 }
+//
+//     extern "C" {
+//         /// Saves the caller's callee-saved registers on its own stack, stores that stack
+//         /// pointer in `from.sp` (and in `*to.link`), loads `to.sp`, restores the registers
+//         /// found there and continues wherever `to` stopped. Returns (in `to`'s world) `arg`.
+//         fn grove_switch(arg: usize, from: *mut Context, to: *const Context) -> usize;
+//
+//         /// The same switch, entered by a jump shim and leaving by `ret`: for switching back to
+//         /// a context whose grove_switch call is waiting for us. See "Two exits" below.
+//         fn grove_switch_return(arg: usize, from: *mut Context, to: *const Context) -> usize;
+//
+//         /// Not called by Rust: the first "return address" of a fresh context. See below.
+//         fn grove_trampoline() -> !;
+//     }
+//
+// ---- The ABI facts this relies on (System V AMD64 psABI, section 3.2) ----------------------------
+//
+//   * Arguments arrive in rdi, rsi, rdx (then rcx, r8, r9); the result leaves in rax.
+//   * Callee-saved ("preserved across calls"): rbx, rbp, r12, r13, r14, r15 and rsp, plus the
+//     control bits of MXCSR and the x87 control word. Every other integer register, all of
+//     xmm0-15/ymm/zmm, the flags and the x87 stack are caller-saved: the compiler already assumes
+//     a call destroys them, so a switch, which is a call, need not keep them.
+//   * MXCSR and the x87 control word are not switched: Rust code never changes them (no
+//     stable API does), so every context sees the same values. docs/switch.md explains when
+//     that would stop being true.
+//   * At a `call`, rsp is 16-byte aligned; the callee therefore starts with rsp = 8 (mod 16).
+//   * The 128 bytes below rsp (the red zone) belong to the current function, but only to leaf
+//     functions in practice: no caller keeps live data there across a call, and a switch is a
+//     call.
+//
+// ---- The slot table: a suspended context's stack, from its saved sp upwards ---------------------
+//
+// A suspended context is nothing but a stack pointer. At that address sits this frame: the six
+// callee-saved registers and the address to continue at. src/arch/x86_64.rs declares the same
+// frame as a #[repr(C)] struct and asserts, with offset_of!, that its fields sit at the offsets
+// below: build.rs reads these .equ lines, so the assembly and the Rust cannot drift apart.
+//
+//     offset   slot        who fills it
+//     ------   ---------   ------------------------------------------------------------------------
+//       0      r15         push r15 (the last push, so the lowest address)
+//       8      r14         push r14
+//      16      r13         push r13
+//      24      r12         push r12   (fresh context: the entry function's address)
+//      32      rbx         push rbx   (fresh context: the entry function's data pointer)
+//      40      rbp         push rbp   (fresh context: 0, which ends frame-pointer walks)
+//      48      rip         the `call grove_switch` that suspended it (fresh: grove_trampoline)
+//      56      (end)       the suspended code's rsp once it is running again
+//
+.equ FRAME_R15,   0
+.equ FRAME_R14,   8
+.equ FRAME_R13,   16
+.equ FRAME_R12,   24
+.equ FRAME_RBX,   32
+.equ FRAME_RBP,   40
+.equ FRAME_RIP,   48
+.equ FRAME_SIZE,  56
+// struct Context:
+.equ CTX_SP,      0
+.equ CTX_LINK,    8
+//
+// ---- Register state on entry and on exit of grove_switch -----------------------------------------
+//
+//     entry (running `from`)                      exit (running `to`)
+//     rdi = arg                                   rdi = arg (untouched)
+//     rsi = from: *mut Context                    rax = arg: the value grove_switch "returns"
+//     rdx = to: *const Context                    rbx, rbp, r12-r15 = to's values, as it saved them
+//     rsp = from's stack, [rsp] = return address  rsp = to's rsp just after its own call returned
+//     rbx, rbp, r12-r15 = from's values           rip = to's return address (or the trampoline)
+//                                                 rcx = that address (grove_switch only)
+//                                                 rsi, rdx unchanged
+//
+// ---- Two exits, to keep the return-address predictor balanced --------------------------------------
+//
+// The CPU predicts every `ret` from a small return stack buffer (RSB) that each `call` pushes.
+// A switch entered by `call` from one context and leaving by `ret` into another mispredicts on
+// every switch: the RSB's top is the caller's own return address, not the target's (measured on
+// this project's machine: 2-5x the cost of a whole round trip). So there are two routines with
+// one body:
+//
+//   grove_switch         entered by `call`, leaves by `jmp rcx`: the RSB keeps our entry.
+//   grove_switch_return  entered by a jump (the caller pushed its return address itself, so the
+//                        RSB gains nothing), leaves by `ret`, which pops the entry that the
+//                        target's own `call grove_switch` left: a matched pair, predicted.
+//
+// A resume (hub -> greenlet, parent -> coroutine) uses grove_switch; the switch back uses
+// grove_switch_return. src/greenlet/ picks between them; a wrong pick costs a mispredict, never
+// correctness, since both routines read and write the very same frame.
+// (Noted for completeness: Intel CET's indirect-branch tracking would reject `jmp rcx`, whose
+// target is not an endbr64, and its shadow stack would reject both exits. Linux enforces neither
+// for programs that do not claim them, and our object claims neither.)
+//
+// =================================================================================================
+
+#if defined(GROVE_MACHO) || defined(__APPLE__)
+#  define SYM(name) _##name
+#  define FUNC_BEGIN(name) .globl SYM(name) ; .private_extern SYM(name) ; .p2align 4 ; SYM(name):
+#  define FUNC_END(name)
+#  define LOCAL(label) L##label:
+#else
+#  define SYM(name) name
+#  define FUNC_BEGIN(name) .globl name ; .hidden name ; .type name, @function ; .p2align 4 ; name:
+#  define FUNC_END(name) .size name, . - name
+#  define LOCAL(label) .L##label:
+#endif
+
+    .intel_syntax noprefix
+    .text
+
+// -------------------------------------------------------------------------------------------------
+// The body both switches share: steps 1 to 4. A macro, so each routine below reads top to bottom.
+// -------------------------------------------------------------------------------------------------
+.macro SAVE_SWAP_RESTORE
+    // CFI: on entry the Canonical Frame Address is rsp+8 and the return address sits at CFA-8;
+    // that is the default rule, so nothing is said until the first push.
+
+    // ---- 1. Save `from`: push its callee-saved registers onto its own stack. ---------------------
+    // After these six pushes [rsp] holds the slot table above, the return address (pushed by the
+    // caller's `call`, or by the jump shim) at FRAME_RIP.
+    push rbp                                  // FRAME_RBP
+    .cfi_adjust_cfa_offset 8
+    .cfi_rel_offset rbp, 0
+    push rbx                                  // FRAME_RBX
+    .cfi_adjust_cfa_offset 8
+    .cfi_rel_offset rbx, 0
+    push r12                                  // FRAME_R12
+    .cfi_adjust_cfa_offset 8
+    .cfi_rel_offset r12, 0
+    push r13                                  // FRAME_R13
+    .cfi_adjust_cfa_offset 8
+    .cfi_rel_offset r13, 0
+    push r14                                  // FRAME_R14
+    .cfi_adjust_cfa_offset 8
+    .cfi_rel_offset r14, 0
+    push r15                                  // FRAME_R15
+    .cfi_adjust_cfa_offset 8
+    .cfi_rel_offset r15, 0
+    // Now CFA = rsp + FRAME_SIZE. This CFI state stays right through step 3: the target's stack
+    // holds a frame of exactly the same shape, so an unwinder stopping on any instruction sees a
+    // well-formed frame whichever stack rsp points into.
+
+    // ---- 2. Publish where `from` stopped. ---------------------------------------------------------
+    mov [rsi + CTX_SP], rsp                   // from.sp = rsp: `from` is now resumable
+    mov rcx, [rdx + CTX_LINK]                 // rcx = to.link, a slot at the top of to's stack
+    mov [rcx], rsp                            // *to.link = rsp: lets unwinders (backtraces, gdb)
+                                              // walk out of `to` into us, its resumer (see the
+                                              // trampoline's CFI below)
+
+    // ---- 3. Become `to`: one instruction swaps the whole world. --------------------------------
+    mov rsp, [rdx + CTX_SP]                   // rsp = to.sp, pointing at to's slot table
+
+    // ---- 4. Restore `to`'s callee-saved registers, in the reverse order of step 1. -----------
+    pop r15
+    .cfi_adjust_cfa_offset -8
+    .cfi_restore r15
+    pop r14
+    .cfi_adjust_cfa_offset -8
+    .cfi_restore r14
+    pop r13
+    .cfi_adjust_cfa_offset -8
+    .cfi_restore r13
+    pop r12
+    .cfi_adjust_cfa_offset -8
+    .cfi_restore r12
+    pop rbx
+    .cfi_adjust_cfa_offset -8
+    .cfi_restore rbx
+    pop rbp
+    .cfi_adjust_cfa_offset -8
+    .cfi_restore rbp
+    // rsp now points at to's FRAME_RIP slot: where `to` continues.
+.endm
+
+// -------------------------------------------------------------------------------------------------
+// grove_switch(arg: usize, from: *mut Context, to: *const Context) -> usize
+//
+// Entered by an ordinary `call` (which pushes our return address on the CPU's return stack
+// buffer, the RSB); leaves by an indirect `jmp`, which leaves that entry in place. The entry is
+// consumed later by grove_switch_return's `ret`, when `to` (or whoever it hands over to) switches
+// back to us: call and ret pair up, and both are predicted.
+// -------------------------------------------------------------------------------------------------
+FUNC_BEGIN(grove_switch)
+    .cfi_startproc
+LOCAL(sw_0)   endbr64                         // landing pad for indirect calls (CET IBT)
+LOCAL(sw_1)   SAVE_SWAP_RESTORE               // steps 1-4: 6 pushes, 3 stores, 1 load, 6 pops
+    // ---- 5. Continue `to` where it stopped, handing it `arg` as its switch's result. ---------
+LOCAL(sw_2)   pop rcx                         // rcx = to's return address; rsp is now exactly
+    .cfi_adjust_cfa_offset -8                 // what it was in `to` before it switched away
+    .cfi_register rip, rcx
+LOCAL(sw_3)   mov rax, rdi                    // the return value
+LOCAL(sw_4)   jmp rcx                         // not `ret`: the RSB's top is *our* caller
+    .cfi_endproc
+FUNC_END(grove_switch)
+
+// -------------------------------------------------------------------------------------------------
+// grove_switch_return(arg: usize, from: *mut Context, to: *const Context) -> usize
+//
+// The same switch, for going back to a context that is suspended in a grove_switch *call* that
+// switched (directly or through nested pairs) to us: the hub's greenlet switching back to the
+// hub, a coroutine yielding to its resumer. It is not called: src/arch/mod.rs reaches it with a
+// three-instruction shim (`lea rax, [rip + 2f]; push rax; jmp grove_switch_return`), so the RSB
+// gains nothing on the way in, and its top is still the entry of `to`'s `call grove_switch`.
+// Our `ret` pops exactly that entry and jumps exactly there: predicted.
+//
+// Correctness never depends on which of the two routines is used: both build and consume the
+// same frame. Only the branch predictor notices.
+// -------------------------------------------------------------------------------------------------
+FUNC_BEGIN(grove_switch_return)
+    .cfi_startproc
+LOCAL(sr_0)   endbr64
+LOCAL(sr_1)   SAVE_SWAP_RESTORE
+LOCAL(sr_2)   mov rax, rdi                    // the return value
+LOCAL(sr_3)   ret                             // pops to's FRAME_RIP: the RSB predicted it
+    .cfi_endproc
+FUNC_END(grove_switch_return)
+
+// -------------------------------------------------------------------------------------------------
+// grove_trampoline: where a fresh context starts
+// -------------------------------------------------------------------------------------------------
+//
+// src/arch/x86_64.rs prepares a fresh stack so that it looks exactly like a suspended context:
+//
+//     tramp_sp + 8  ... (the greenlet's header, Rust's business)
+//     tramp_sp      link slot: grove_switch stores the resumer's sp here on every switch in
+//     tramp_sp - 8  FRAME_RIP = grove_trampoline            <- the first switch "returns" here
+//     ...           FRAME_RBP = 0, FRAME_RBX = data, FRAME_R12 = entry, r13-r15 = 0
+//     tramp_sp - 56 <- Context.sp
+//
+// tramp_sp is 16-byte aligned, so the `call` below is made with an aligned rsp as the ABI wants.
+//
+// Register state on entry (via grove_switch's `jmp rcx`):
+//     rsp = tramp_sp; rdi = arg of the first switch; r12 = entry; rbx = data; rbp = 0.
+//
+// The CFI of this frame is what makes backtraces cross stacks. The Canonical Frame Address is
+// computed, not fixed: CFA = [tramp_sp] + FRAME_SIZE, i.e. the resumer's stack pointer as it will
+// be once its grove_switch returns. Relative to that CFA the resumer's registers sit where its
+// six pushes put them, so an unwinder (libgcc's, std::backtrace's, gdb's) steps from here
+// straight into the code that switched into us. The frame is marked as a signal frame: gdb then
+// accepts that the next frame's stack lies at a lower address, as a sigaltstack frame may.
+FUNC_BEGIN(grove_trampoline)
+    .cfi_startproc
+    .cfi_signal_frame
+    // DW_CFA_def_cfa_expression, 5 bytes: DW_OP_breg7 (rsp) 0; DW_OP_deref; DW_OP_plus_uconst 56
+    .cfi_escape 0x0f, 0x05, 0x77, 0x00, 0x06, 0x23, 0x38
+    .cfi_offset rip, -8
+    .cfi_offset rbp, -16
+    .cfi_offset rbx, -24
+    .cfi_offset r12, -32
+    .cfi_offset r13, -40
+    .cfi_offset r14, -48
+    .cfi_offset r15, -56
+LOCAL(tr_0)   endbr64                             // reached by an indirect jump
+LOCAL(tr_1)   mov rsi, rbx                        // second argument: the data pointer
+                                              // (first argument, rdi, is already `arg`)
+LOCAL(tr_2)   call r12                            // entry(arg, data): never returns; it ends by
+                                              // switching away for the last time
+LOCAL(tr_3)   ud2                                 // unreachable: trap loudly if it ever did
+    .cfi_endproc
+FUNC_END(grove_trampoline)
+
+#if !defined(GROVE_MACHO) && !defined(__APPLE__)
+// This object needs no executable stack: without this note the linker would assume it does.
+    .section .note.GNU-stack, "", @progbits
+#endif

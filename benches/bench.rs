@@ -1,0 +1,205 @@
+//! grove's one benchmark runner. Every case prints its figure last, as
+//! `RESULT <value> <unit> <label>` (the format of `../shared/peers`), so
+//! `../shared/peers/compare.sh` can run it beside a peer and print the ratio.
+//!
+//! ```text
+//! cargo run --release --example bench -- switch [N]   greenlet switch round trip      ns/round-trip
+//! cargo run --release --example bench -- create [N]   pooled stack + run to the end   ns/greenlet
+//! cargo run --release --example bench -- stacks [N]   N live greenlets on 64 KiB stacks bytes/greenlet
+//! ```
+//!
+//! Micro cases report the median of 7 in-process repetitions, like the peers.
+
+use grove::greenlet::{Greenlet, Value};
+use std::hint::black_box;
+use std::time::Instant;
+
+const REPS: usize = 7;
+
+fn arg(i: usize, default: u64) -> u64 {
+    std::env::args()
+        .nth(i)
+        .map(|s| {
+            s.parse()
+                .unwrap_or_else(|_| panic!("argument {i} must be a number, got {s:?}"))
+        })
+        .unwrap_or(default)
+}
+
+fn result(samples: &mut [f64], unit: &str, label: &str) {
+    samples.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let (best, median) = (samples[0], samples[samples.len() / 2]);
+    println!(
+        "{label}: best {best:.2} median {median:.2} {unit} (n={})",
+        samples.len()
+    );
+    println!("RESULT {median:.3} {unit} {label}");
+}
+
+fn ns_per(t: Instant, ops: u64) -> f64 {
+    t.elapsed().as_nanos() as f64 / ops as f64
+}
+
+/// Resident set size of this process, in bytes.
+fn rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .expect("VmRSS line");
+    let kib: u64 = line[6..]
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .expect("VmRSS value");
+    kib * 1024
+}
+
+fn unit() -> Value {
+    Box::new(())
+}
+
+/// The bare context switch, main <-> a fresh context, through `grove::arch` alone.
+fn switch_arch(n: u64) -> f64 {
+    use grove::arch::{self, Context};
+    use grove::stack::{MmapStack, Stack};
+    struct Pair {
+        main: Context,
+        co: Context,
+    }
+    unsafe extern "C" fn body(mut x: usize, data: *mut u8) -> ! {
+        let p = data as *mut Pair;
+        loop {
+            // SAFETY: `p` outlives the loop (main keeps it until it stops switching here).
+            x = unsafe { arch::switch_return(x.wrapping_add(1), &mut (*p).co, &(*p).main) };
+        }
+    }
+    let stack = MmapStack::new(64 * 1024).expect("stack");
+    let mut main_link: *mut u8 = std::ptr::null_mut();
+    let mut pair = Box::new(Pair {
+        // SAFETY: main_link outlives every switch into main (this function's frame).
+        main: unsafe { Context::running(&mut main_link) },
+        // SAFETY: a fresh stack of ours; body never returns.
+        co: unsafe { Context::fresh(stack.top(), body, std::ptr::null_mut()) },
+    });
+    let p: *mut Pair = &mut *pair;
+    // SAFETY: fresh context on a live stack: re-made with the real data pointer.
+    unsafe { (*p).co = Context::fresh(stack.top(), body, p as *mut u8) };
+    let mut v = 0usize;
+    let t = Instant::now();
+    for _ in 0..n {
+        // SAFETY: `co` is fresh or suspended in `body`, its stack alive.
+        v = unsafe { arch::switch(black_box(v), &mut (*p).main, &(*p).co) };
+    }
+    let r = ns_per(t, n);
+    black_box(v);
+    // The context is left suspended in `body`; its stack is unmapped when `stack` drops, and
+    // nothing on it needs dropping.
+    r
+}
+
+fn switch(n: u64) {
+    let mut bare = Vec::new();
+    for _ in 0..REPS {
+        bare.push(switch_arch(n));
+    }
+    bare.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    println!(
+        "arch::switch (bare asm): median {:.2} ns/round-trip",
+        bare[REPS / 2]
+    );
+
+    let main = Greenlet::current();
+    let g = Greenlet::new(move |mut v| loop {
+        v = main.switch(v).expect("main is alive");
+    })
+    .expect("greenlet");
+    let mut samples = Vec::new();
+    let mut v = unit();
+    for _ in 0..REPS {
+        let t = Instant::now();
+        for _ in 0..n {
+            v = g.switch(black_box(v)).expect("switch");
+        }
+        samples.push(ns_per(t, n));
+    }
+    black_box(v);
+    result(&mut samples, "ns/round-trip", "grove greenlet switch");
+}
+
+fn create(n: u64) {
+    let mut samples = Vec::new();
+    // Warm the pool.
+    drop(Greenlet::new(|v| v).unwrap().switch(unit()));
+    for _ in 0..REPS {
+        let t = Instant::now();
+        for i in 0..n {
+            let g = Greenlet::new(move |v| {
+                black_box(i);
+                v
+            })
+            .expect("greenlet");
+            black_box(g.switch(unit()).expect("run"));
+        }
+        samples.push(ns_per(t, n));
+    }
+    result(
+        &mut samples,
+        "ns/greenlet",
+        "grove create from pool + run to completion",
+    );
+}
+
+fn stacks(n: u64) {
+    grove::stack::pool::set_limit(0);
+    let before = rss_bytes();
+    let t = Instant::now();
+    let mut gs = Vec::with_capacity(n as usize);
+    let main = Greenlet::current();
+    for i in 0..n {
+        let m = main.clone();
+        let g = Greenlet::builder()
+            .stack_size(64 * 1024)
+            .build(move |v| {
+                // Park: hand control back and wait to be resumed (or killed).
+                let v = m.switch(v).unwrap_or_else(|_| unit());
+                black_box(i);
+                v
+            })
+            .unwrap_or_else(|e| panic!("greenlet {i} of {n}: {e}"));
+        g.switch(unit()).expect("park");
+        gs.push(g);
+    }
+    let after = rss_bytes();
+    let maps = std::fs::read_to_string("/proc/self/maps")
+        .map(|m| m.lines().count())
+        .unwrap_or(0);
+    let per = (after.saturating_sub(before)) as f64 / n as f64;
+    println!(
+        "{n} live greenlets on 64 KiB guard-paged stacks in {:.2?}; {maps} memory mappings; RSS +{} MiB",
+        t.elapsed(),
+        (after - before) >> 20
+    );
+    let t = Instant::now();
+    drop(gs); // kills every parked greenlet: each unwinds and returns its stack
+    println!("killed and released all {n} in {:.2?}", t.elapsed());
+    result(
+        &mut [per],
+        "bytes/greenlet",
+        "grove idle greenlet RSS (64 KiB stacks)",
+    );
+}
+
+fn main() {
+    let case = std::env::args().nth(1).unwrap_or_default();
+    match case.as_str() {
+        "switch" => switch(arg(2, 10_000_000)),
+        "create" => create(arg(2, 1_000_000)),
+        "stacks" => stacks(arg(2, 100_000)),
+        _ => {
+            eprintln!("usage: bench switch|create|stacks [N]   (see benches/bench.rs)");
+            std::process::exit(2);
+        }
+    }
+}

@@ -1,0 +1,236 @@
+//! The switch core: a saved context, a fresh context, and the one operation between them.
+//!
+//! This module is `no_std` and allocation-free: it is what an embedder takes when they want
+//! grove's context switch and nothing else. Everything above it (greenlets, the hub) is built
+//! from [`Context::fresh`] and [`switch`].
+//!
+//! # The model
+//!
+//! A suspended context is a stack pointer. At that address sits a small frame: the
+//! callee-saved registers of the architecture and the address to continue at (the slot tables
+//! at the top of `asm/switch_x86_64.S` and `asm/switch_aarch64.S`, mirrored by [`Frame`]).
+//! [`switch`] pushes such a frame for the running code, stores its stack pointer in `from`,
+//! loads `to`'s stack pointer and pops `to`'s frame. A *fresh* context is a stack on which
+//! [`Context::fresh`] wrote a frame by hand, whose continuation address is the trampoline
+//! (`grove_trampoline`), which calls the entry function.
+//!
+//! ```text
+//!          fresh context                suspended context              running context
+//!     top +---------------+        top +---------------+          +---------------+
+//!         | header (yours)|            | header        |          | header        |
+//!         | link slot     |            | link slot     |          | link -> resumer's frame
+//!         | pad           |            | pad           |          | pad           |
+//!         | trampoline    |<- rip      | trampoline    |          | trampoline    |
+//!         | callee-saved  |            | entry's frame |          | entry's frame |
+//!  sp --->| (entry, data) |            | ...           |          | ...           |
+//!         |               |            | return address|<- rip    | ...           |<- rsp (live)
+//!         |               |     sp --->| callee-saved  |          |               |
+//!         |    (unused)   |            |    (unused)   |          |    (unused)   |
+//!   base  +---------------+            +---------------+          +---------------+
+//!         | guard page    |            | guard page    |          | guard page    |
+//! ```
+//!
+//! `docs/switch.md` draws these per architecture and argues why the switch is correct.
+
+#[cfg(target_arch = "aarch64")]
+#[path = "aarch64.rs"]
+mod imp;
+#[cfg(target_arch = "x86_64")]
+#[path = "x86_64.rs"]
+mod imp;
+
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+compile_error!(
+    "grove's context switch is written for x86_64 (System V) and aarch64 (AAPCS64) only; \
+     this target architecture is not supported"
+);
+
+pub use imp::Frame;
+
+/// The slot offsets read by `build.rs` from the `.equ` lines of the assembly file.
+#[allow(dead_code)]
+pub(crate) mod slots {
+    include!(concat!(env!("OUT_DIR"), "/slots.rs"));
+}
+
+/// Bytes reserved at the top of a fresh stack for the link slot (8 bytes, padded so that the
+/// trampoline starts with a 16-byte aligned stack pointer).
+pub const LINK_AREA: usize = 16;
+
+/// Stack space a fresh context occupies before its entry function runs: the link area and the
+/// initial [`Frame`].
+pub const FRESH_OVERHEAD: usize = LINK_AREA + core::mem::size_of::<Frame>();
+
+/// The entry function of a fresh context: called on the context's own stack with the `arg` of
+/// the first [`switch`] into it and the `data` given to [`Context::fresh`].
+///
+/// It must never return: it ends by switching away for the last time. Returning reaches a trap
+/// instruction in the trampoline. It must not unwind either: an `extern "C"` function that
+/// panics aborts, which is the point (panics never cross the assembly frames).
+pub type EntryFn = unsafe extern "C" fn(arg: usize, data: *mut u8) -> !;
+
+/// A saved execution context: where a suspended stack stopped, and where the switch records
+/// who resumed it (for unwinders).
+///
+/// Layout is fixed: `sp` at offset `CTX_SP`, `link` at `CTX_LINK` of the assembly.
+#[repr(C)]
+#[derive(Debug)]
+pub struct Context {
+    /// The saved stack pointer: valid while the context is suspended.
+    sp: *mut u8,
+    /// A word that every [`switch`] into this context overwrites with the resumer's saved stack
+    /// pointer. For a fresh context it is the link slot at the top of its stack, which the
+    /// trampoline's CFI reads to unwind into the resumer.
+    link: *mut *mut u8,
+}
+
+const _: () = {
+    assert!(core::mem::offset_of!(Context, sp) == slots::CTX_SP);
+    assert!(core::mem::offset_of!(Context, link) == slots::CTX_LINK);
+    assert!(core::mem::size_of::<Frame>() == slots::FRAME_SIZE);
+    assert!(core::mem::size_of::<Frame>() % 8 == 0);
+};
+
+extern "C" {
+    fn grove_switch(arg: usize, from: *mut Context, to: *const Context) -> usize;
+    /// Not callable with `call`: reached only by the jump shims in `switch_return`.
+    fn grove_switch_return(arg: usize, from: *mut Context, to: *const Context) -> usize;
+    fn grove_trampoline() -> !;
+}
+
+impl Context {
+    /// A context for code that is running on a stack grove did not prepare (a thread's own
+    /// stack). It becomes meaningful the first time it is the `from` of a [`switch`].
+    ///
+    /// `link` is the word a switch into this context overwrites (see [`Context`]); it is never
+    /// read by grove.
+    ///
+    /// # Safety
+    ///
+    /// `link` must point to writable memory, not otherwise used, that outlives every switch
+    /// into this context.
+    pub const unsafe fn running(link: *mut *mut u8) -> Self {
+        Context {
+            sp: core::ptr::null_mut(),
+            link,
+        }
+    }
+
+    /// Prepares a fresh context on the stack whose highest usable address is `top`: the first
+    /// [`switch`] into it calls `entry(arg, data)` there.
+    ///
+    /// Uses [`FRESH_OVERHEAD`] bytes below `top`.
+    ///
+    /// # Safety
+    ///
+    /// `top` must be 16-byte aligned, and the memory below it must be a stack, writable and
+    /// large enough for `entry` and everything it calls, not used by anything else while the
+    /// context may run. `entry` must honour the contract of [`EntryFn`].
+    pub unsafe fn fresh(top: *mut u8, entry: EntryFn, data: *mut u8) -> Self {
+        debug_assert!(top as usize % 16 == 0, "stack top must be 16-byte aligned");
+        // SAFETY: the caller guarantees the memory below `top` is a stack we may write, with
+        // far more than FRESH_OVERHEAD bytes. The link slot is the first word of the 16-byte link
+        // area: the trampoline starts with its stack pointer there (16-byte aligned) and its CFI
+        // reads the slot at [sp]. The frame goes just below; `top - 16 - size_of::<Frame>()` is
+        // 8-byte aligned, as `Frame` needs.
+        let (link, frame) = unsafe {
+            let link = top.sub(LINK_AREA) as *mut *mut u8;
+            link.write(core::ptr::null_mut());
+            let frame = (link as *mut u8).sub(core::mem::size_of::<Frame>()) as *mut Frame;
+            frame.write(Frame::fresh(
+                entry,
+                data,
+                grove_trampoline as *const () as usize,
+            ));
+            (link, frame)
+        };
+        Context {
+            sp: frame as *mut u8,
+            link,
+        }
+    }
+
+    /// The saved stack pointer: where the context's frame is while it is suspended.
+    pub fn saved_sp(&self) -> *mut u8 {
+        self.sp
+    }
+
+    /// The word that switches into this context overwrite with the resumer's stack pointer.
+    pub fn link(&self) -> *mut *mut u8 {
+        self.link
+    }
+}
+
+/// Suspends the running code into `from` and continues `to`, which receives `arg` as the
+/// result of its own `switch` call (or, if it is fresh, as its entry function's `arg`).
+/// Returns, once something switches back to `from`, the `arg` of that switch.
+///
+/// # Safety
+///
+/// * `from` must be valid for writes and describe the code calling this (it becomes the saved
+///   state of the caller).
+/// * `to` must be a context that is suspended or fresh, not the caller's own, whose stack is
+///   still alive; and its `link` must point to writable memory.
+/// * Whatever `to` does with `arg` is between caller and callee: grove passes it untouched.
+#[inline(always)]
+pub unsafe fn switch(arg: usize, from: *mut Context, to: *const Context) -> usize {
+    // SAFETY: forwarded to the caller; grove_switch saves exactly the callee-saved state the
+    // ABI requires a call to preserve, so to the compiler this is an ordinary extern call.
+    unsafe { grove_switch(arg, from, to) }
+}
+
+/// The same switch as [`switch`], for going *back* to a context that is suspended in a
+/// [`switch`] call that handed control to us (directly, or through nested switch /
+/// `switch_return` pairs): a greenlet returning control to the hub that resumed it.
+///
+/// Why a second entry point: the CPU predicts returns from a return-address stack that every
+/// `call` pushes. [`switch`] is entered by `call` and leaves by an indirect jump, so its entry
+/// stays on that stack; this one is entered by a jump (the shim below pushes our continuation
+/// itself) and leaves by `ret`, which consumes exactly that entry and is therefore predicted.
+/// Resume with [`switch`], come back with `switch_return`, and no switch mispredicts. Using the
+/// "wrong" one is never incorrect: both build and consume the same frame.
+///
+/// # Safety
+///
+/// As for [`switch`].
+#[inline(always)]
+pub unsafe fn switch_return(arg: usize, from: *mut Context, to: *const Context) -> usize {
+    let ret: usize;
+    // SAFETY: the shim pushes the address of label 2 exactly where a `call` would have put its
+    // return address, then jumps to grove_switch_return, which saves the callee-saved registers
+    // and the stack pointer like grove_switch. Whoever switches back to us pops that address
+    // and continues at label 2 with the stack pointer as it was before the push, and the result
+    // in the return register. Everything a call may clobber is declared clobbered (clobber_abi);
+    // rbx/rbp (x19/x29) are preserved by the routine, as for any call. The asm may use the
+    // stack (no `nostack`), so the compiler keeps nothing in the red zone across it.
+    #[cfg(target_arch = "x86_64")]
+    unsafe {
+        core::arch::asm!(
+            "lea rax, [rip + 2f]",
+            "push rax",
+            "jmp {target}",
+            "2:",
+            target = sym grove_switch_return,
+            inout("rdi") arg => _,
+            inout("rsi") from => _,
+            inout("rdx") to => _,
+            out("rax") ret,
+            clobber_abi("C"),
+        );
+    }
+    #[cfg(target_arch = "aarch64")]
+    unsafe {
+        core::arch::asm!(
+            "adr x30, 2f",
+            "b {target}",
+            "2:",
+            target = sym grove_switch_return,
+            inout("x0") arg => ret,
+            inout("x1") from => _,
+            inout("x2") to => _,
+            out("x30") _,
+            clobber_abi("C"),
+        );
+    }
+    ret
+}

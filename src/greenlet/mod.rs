@@ -1,0 +1,946 @@
+//! Raw greenlets, in python-greenlet's model: the primitive the hub stands on.
+//!
+//! A [`Greenlet`] is a function with its own stack. [`Greenlet::switch`] suspends the running
+//! greenlet and continues another, handing it a value; whatever later switches back hands
+//! one in return. When a greenlet's function returns, its result goes to its *parent* (by
+//! default the greenlet that created it), whose pending `switch` returns it. A panic inside a
+//! greenlet is caught at its entry and handed to the parent the same way, as
+//! [`SwitchError::Panicked`]. [`Greenlet::throw`] unwinds a suspended greenlet so that its
+//! destructors run; dropping the last handle to a suspended greenlet does the same.
+//!
+//! Every thread has a *main* greenlet, its original stack, created on first use. Greenlets
+//! are `!Send`: a greenlet lives and dies on the thread that created it.
+//!
+//! # Where things live
+//!
+//! A greenlet's bookkeeping (its `Header`) and its function are stored at the top of its own
+//! stack, not on the heap: creating a greenlet from the stack pool allocates nothing.
+//!
+//! ```text
+//!   top ┌──────────────────────────────┐
+//!       │ Header: context, state, ids, │  <- Greenlet handles point here
+//!       │ parent, stack owner          │
+//!       ├──────────────────────────────┤
+//!       │ the closure F (moved in)     │
+//!       ├──────────────────────────────┤
+//!       │ link slot + initial frame    │  (arch::Context::fresh)
+//!       │ ... the greenlet's calls ... │
+//!  base └──────────────────────────────┘
+//!       │ guard page                   │
+//! ```
+
+mod state;
+
+pub use state::State;
+
+use crate::arch::{self, Context};
+use crate::stack::{pool, MmapStack, Stack, DEFAULT_STACK_SIZE, MIN_STACK_SIZE};
+use std::any::Any;
+use std::cell::{Cell, UnsafeCell};
+use std::fmt;
+use std::io;
+use std::marker::PhantomData;
+use std::mem::{self, ManuallyDrop};
+use std::panic::{self, AssertUnwindSafe};
+use std::ptr::{self, NonNull};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The values greenlets hand each other. `Box<()>` and other zero-sized values do not
+/// allocate.
+pub type Value = Box<dyn Any>;
+
+/// The payload a greenlet unwinds with when it is killed by [`Greenlet::throw`] or by
+/// dropping its last handle (python's `GreenletExit`). Code that catches panics should let it
+/// through (`std::panic::resume_unwind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GreenletExit;
+
+/// Why a switch did not come back with a value.
+#[derive(Debug)]
+pub enum SwitchError {
+    /// The target has finished and cannot run again.
+    Dead,
+    /// A greenlet (a child, or one whose parent chain led here) ended by panicking.
+    /// (Boxed, so that a switch's `Result` stays three words on the hot path.)
+    Panicked(Box<Panic>),
+    /// A greenlet ended by being killed ([`GreenletExit`]).
+    Killed {
+        /// Its id.
+        id: u64,
+    },
+    /// `set_parent` would have made a greenlet its own ancestor.
+    ParentCycle,
+}
+
+/// A greenlet's panic, caught at its entry and handed to its parent.
+#[derive(Debug)]
+pub struct Panic {
+    /// The greenlet's id.
+    pub id: u64,
+    /// Its name, if it had one.
+    pub name: Option<String>,
+    /// The panic message, when the payload was a string.
+    pub message: String,
+    /// The panic payload, for `std::panic::resume_unwind`.
+    pub payload: Box<dyn Any + Send>,
+}
+
+impl fmt::Display for SwitchError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SwitchError::Dead => f.write_str("greenlet has finished and cannot be switched to"),
+            SwitchError::Panicked(p) => {
+                write!(f, "greenlet {}", p.id)?;
+                if let Some(n) = &p.name {
+                    write!(f, " ({n})")?;
+                }
+                write!(f, " panicked: {}", p.message)
+            }
+            SwitchError::Killed { id } => write!(f, "greenlet {id} was killed"),
+            SwitchError::ParentCycle => f.write_str("a greenlet cannot be its own ancestor"),
+        }
+    }
+}
+
+impl std::error::Error for SwitchError {}
+
+/// What one greenlet hands another through the switch: a pointer to this, on the sender's
+/// stack, travels in the switch's `arg` register. The receiver moves it out (`ptr::read`)
+/// before anything else happens, while the sender is still suspended.
+enum Message {
+    Value(Value),
+    Throw,
+    Finished {
+        from: NonNull<Header>,
+        outcome: Outcome,
+    },
+}
+
+enum Outcome {
+    Returned(Value),
+    Panicked(Box<dyn Any + Send>),
+    Killed,
+}
+
+/// Who owns the memory a greenlet runs on.
+enum StackOwner {
+    /// The thread's own stack (the main greenlet).
+    Thread,
+    /// From the per-thread pool; returned there when the greenlet is released.
+    Pooled(MmapStack),
+    /// Brought by the user.
+    Custom(Box<dyn Stack>),
+}
+
+/// Runs the closure stored at the given address, moving it out (see `run_closure`).
+type RunFn = unsafe fn(*mut u8, Value) -> Value;
+
+/// A greenlet's bookkeeping. For a greenlet with its own stack it lives at the top of that
+/// stack; for a main greenlet, on the heap.
+struct Header {
+    /// The saved context; written by the switch itself, hence the UnsafeCell.
+    ctx: UnsafeCell<Context>,
+    state: Cell<State>,
+    /// Live `Greenlet` handles. When it drops to 0 the greenlet is killed (if suspended) and
+    /// released (if not running).
+    handles: Cell<usize>,
+    id: u64,
+    name: Option<Box<str>>,
+    parent: Cell<Option<Greenlet>>,
+    stack: Cell<Option<StackOwner>>,
+    /// Usable stack range and guard size (0, 0, 0 for the main greenlet).
+    base: usize,
+    top: usize,
+    guard: usize,
+    /// The lowest saved stack pointer seen at a switch: how deep the stack has been used,
+    /// for the pool's decision to give memory back.
+    low_sp: Cell<usize>,
+    /// The closure (on the stack, below the header) and how to run or drop it.
+    closure: *mut u8,
+    run: Cell<Option<RunFn>>,
+    drop_closure: unsafe fn(*mut u8),
+    /// Main greenlets: the word that switches into it overwrite (see `arch::Context`).
+    main_link: Cell<*mut u8>,
+    /// The greenlet whose `arch::switch` *call* handed control to us and is still waiting for
+    /// us to come back (null if none). Switching back to it uses `arch::switch_return`, whose
+    /// `ret` the CPU predicts; any other switch uses `arch::switch`. A stale value costs a
+    /// mispredicted branch, never correctness: both switches handle the same frames.
+    resumer: Cell<*const Header>,
+}
+
+/// A handle to a greenlet. Cloning makes another handle to the same greenlet; when the last
+/// handle goes, a suspended greenlet is killed (unwound) and its stack released.
+pub struct Greenlet {
+    h: NonNull<Header>,
+    /// `!Send` and `!Sync`: a greenlet never leaves its thread.
+    _not_send: PhantomData<*const ()>,
+}
+
+/// Where to find a greenlet whose guard page was hit: filled for the overflow handler.
+pub(crate) struct GuardHit {
+    pub id: u64,
+    pub name: *const u8,
+    pub name_len: usize,
+    pub stack_kib: usize,
+}
+
+thread_local! {
+    /// The running greenlet of this thread (null until grove is first used on it). A plain
+    /// `const` cell without a destructor: readable from a signal handler and during thread
+    /// exit.
+    static CURRENT: Cell<*const Header> = const { Cell::new(ptr::null()) };
+    /// Keeps this thread's main greenlet alive until the thread ends.
+    static MAIN: MainHandle = const { MainHandle(Cell::new(None)) };
+    /// A block of greenlet ids reserved for this thread: (next, end).
+    static IDS: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
+}
+
+struct MainHandle(Cell<Option<Greenlet>>);
+
+impl Drop for MainHandle {
+    fn drop(&mut self) {
+        // The thread is ending: give up the main greenlet's thread-held handle. If nothing else
+        // holds one, this frees the main header.
+        drop(self.0.take());
+    }
+}
+
+static NEXT_ID_BLOCK: AtomicU64 = AtomicU64::new(1);
+const ID_BLOCK: u64 = 1024;
+
+fn next_id() -> u64 {
+    IDS.with(|ids| {
+        let (mut next, mut end) = ids.get();
+        if next == end {
+            next = NEXT_ID_BLOCK.fetch_add(ID_BLOCK, Ordering::Relaxed);
+            end = next + ID_BLOCK;
+        }
+        ids.set((next + 1, end));
+        next
+    })
+}
+
+/// Terminal frame for unwinders: all zero, so the return address is 0 and a walk that reaches
+/// it stops cleanly. A greenlet's link slot points here after its resumer has died.
+static TERMINAL_FRAME: [u64; 32] = [0; 32];
+
+/// The running greenlet's header, creating the thread's main greenlet on first use.
+#[inline(always)]
+fn current_header() -> NonNull<Header> {
+    let cur = CURRENT.with(|c| c.get());
+    match NonNull::new(cur as *mut Header) {
+        Some(h) => h,
+        None => init_main(),
+    }
+}
+
+#[cold]
+fn init_main() -> NonNull<Header> {
+    crate::stack::overflow::install();
+    crate::stack::overflow::ensure_altstack();
+    let header = Box::new(Header {
+        // SAFETY: replaced below, once the header has its final (heap) address.
+        ctx: UnsafeCell::new(unsafe { Context::running(ptr::null_mut()) }),
+        state: Cell::new(State::Running),
+        handles: Cell::new(1),
+        id: next_id(),
+        name: Some("main".into()),
+        parent: Cell::new(None),
+        stack: Cell::new(Some(StackOwner::Thread)),
+        base: 0,
+        top: 0,
+        guard: 0,
+        low_sp: Cell::new(usize::MAX),
+        closure: ptr::null_mut(),
+        run: Cell::new(None),
+        drop_closure: drop_nothing,
+        main_link: Cell::new(ptr::null_mut()),
+        resumer: Cell::new(ptr::null()),
+    });
+    let raw = Box::into_raw(header);
+    // SAFETY: `raw` is a fresh, uniquely owned allocation; the link word is a field of the same
+    // allocation, which lives until the last handle is dropped, after any switch into it.
+    unsafe {
+        (*raw).ctx = UnsafeCell::new(Context::running((*raw).main_link.as_ptr()));
+    }
+    // SAFETY: Box::into_raw never returns null.
+    let h = unsafe { NonNull::new_unchecked(raw) };
+    CURRENT.with(|c| c.set(raw));
+    let handle = Greenlet {
+        h,
+        _not_send: PhantomData,
+    };
+    // If thread-local storage is already being torn down, the handle is simply dropped at the
+    // end of this function and the header with it... unless a switch needs it: grove is not
+    // usable from thread-local destructors that run after MAIN's.
+    let _ = MAIN.try_with(|m| m.0.set(Some(handle)));
+    h
+}
+
+unsafe fn drop_nothing(_: *mut u8) {}
+
+/// Runs the closure of type `F` stored at `p`, moving it out.
+///
+/// # Safety
+///
+/// `p` must point to a valid `F` that is not used again afterwards.
+unsafe fn run_closure<F: FnOnce(Value) -> Value>(p: *mut u8, v: Value) -> Value {
+    // SAFETY: the caller hands over the closure; it is read exactly once.
+    let f = unsafe { ptr::read(p as *mut F) };
+    f(v)
+}
+
+/// Drops the closure of type `F` stored at `p` without running it.
+///
+/// # Safety
+///
+/// `p` must point to a valid `F` that is not used again afterwards.
+unsafe fn drop_closure<F>(p: *mut u8) {
+    // SAFETY: as the caller promises.
+    unsafe { ptr::drop_in_place(p as *mut F) }
+}
+
+/// Configures a greenlet before creating it: name, stack size or stack, parent.
+pub struct Builder {
+    name: Option<Box<str>>,
+    stack_size: usize,
+    stack: Option<Box<dyn Stack>>,
+    parent: Option<Greenlet>,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Builder {
+    /// Defaults: no name, a [`DEFAULT_STACK_SIZE`] stack from the pool, the current greenlet
+    /// as parent.
+    pub fn new() -> Builder {
+        Builder {
+            name: None,
+            stack_size: DEFAULT_STACK_SIZE,
+            stack: None,
+            parent: None,
+        }
+    }
+
+    /// Names the greenlet (shown in overflow reports and `Debug`).
+    pub fn name(mut self, name: impl Into<String>) -> Builder {
+        self.name = Some(name.into().into_boxed_str());
+        self
+    }
+
+    /// Usable stack bytes (rounded up to whole pages, at least [`MIN_STACK_SIZE`]).
+    pub fn stack_size(mut self, bytes: usize) -> Builder {
+        self.stack_size = bytes.max(MIN_STACK_SIZE);
+        self
+    }
+
+    /// Runs the greenlet on a stack you provide instead of one from the pool.
+    pub fn stack(mut self, stack: impl Stack + 'static) -> Builder {
+        self.stack = Some(Box::new(stack));
+        self
+    }
+
+    /// The greenlet to return to when this one finishes (default: the creator).
+    pub fn parent(mut self, parent: &Greenlet) -> Builder {
+        self.parent = Some(parent.clone());
+        self
+    }
+
+    /// Creates the greenlet, not yet started: the first [`Greenlet::switch`] into it calls `f`
+    /// with the switched value. Whatever `f` returns goes to the parent.
+    ///
+    /// Fails if no stack can be had (the error says why, e.g. the kernel's map count limit),
+    /// or if a provided stack is too small for the greenlet's bookkeeping.
+    pub fn build<F>(self, f: F) -> io::Result<Greenlet>
+    where
+        F: FnOnce(Value) -> Value + 'static,
+    {
+        let owner = match self.stack {
+            Some(s) => StackOwner::Custom(s),
+            None => StackOwner::Pooled(pool::take(self.stack_size)?),
+        };
+        let (base, top, guard) = match &owner {
+            StackOwner::Pooled(s) => (s.base() as usize, s.top() as usize, s.guard_size()),
+            StackOwner::Custom(s) => (s.base() as usize, s.top() as usize, s.guard_size()),
+            StackOwner::Thread => unreachable!("a new greenlet always has a stack of its own"),
+        };
+        if top % 16 != 0 || top.saturating_sub(base) < MIN_STACK_SIZE {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "grove: a greenlet stack must be 16-byte aligned at the top and at least \
+                     {MIN_STACK_SIZE} bytes; this one has {} bytes, top at {top:#x}",
+                    top.saturating_sub(base)
+                ),
+            ));
+        }
+        let parent = match self.parent {
+            Some(p) => p,
+            None => Greenlet::current(),
+        };
+
+        // Lay out the top of the stack: header, then the closure, then the fresh context.
+        let header_at = (top - mem::size_of::<Header>()) & !(mem::align_of::<Header>().max(16) - 1);
+        let closure_align = mem::align_of::<F>().max(16);
+        let closure_at = (header_at - mem::size_of::<F>()) & !(closure_align - 1);
+        let ctx_top = closure_at & !15;
+        if ctx_top - base < MIN_STACK_SIZE / 2 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "grove: the greenlet's closure ({} bytes) leaves too little of its {} byte \
+                     stack; box the captured data or use a larger stack",
+                    mem::size_of::<F>(),
+                    top - base
+                ),
+            ));
+        }
+
+        let header = header_at as *mut Header;
+        let closure = closure_at as *mut F;
+        // SAFETY: `closure_at..closure_at + size_of::<F>()` lies in the stack's usable range
+        // (checked above), is aligned for F, and nothing else uses it.
+        unsafe { closure.write(f) };
+        // SAFETY: ctx_top is 16-byte aligned and below it lies more than MIN_STACK_SIZE / 2 of
+        // this stack, which only this greenlet will run on; greenlet_entry never returns or
+        // unwinds.
+        let ctx = unsafe { Context::fresh(ctx_top as *mut u8, greenlet_entry, header as *mut u8) };
+        // SAFETY: header_at..top is in the stack's usable range and aligned for Header.
+        unsafe {
+            header.write(Header {
+                ctx: UnsafeCell::new(ctx),
+                state: Cell::new(State::NotStarted),
+                handles: Cell::new(1),
+                id: next_id(),
+                name: self.name,
+                parent: Cell::new(Some(parent)),
+                stack: Cell::new(Some(owner)),
+                base,
+                top,
+                guard,
+                low_sp: Cell::new(ctx_top),
+                closure: closure as *mut u8,
+                run: Cell::new(Some(run_closure::<F>)),
+                drop_closure: drop_closure::<F>,
+                main_link: Cell::new(ptr::null_mut()),
+                resumer: Cell::new(ptr::null()),
+            })
+        };
+        // SAFETY: header is not null (it is inside the stack).
+        let h = unsafe { NonNull::new_unchecked(header) };
+        Ok(Greenlet {
+            h,
+            _not_send: PhantomData,
+        })
+    }
+}
+
+impl Greenlet {
+    /// Creates a greenlet running `f` on a pooled stack of the default size, with the
+    /// current greenlet as parent. It starts at the first [`switch`](Greenlet::switch).
+    pub fn new<F>(f: F) -> io::Result<Greenlet>
+    where
+        F: FnOnce(Value) -> Value + 'static,
+    {
+        Builder::new().build(f)
+    }
+
+    /// A [`Builder`] for a named greenlet, a custom stack size or stack, or another parent.
+    pub fn builder() -> Builder {
+        Builder::new()
+    }
+
+    /// The greenlet running now (this thread's main greenlet outside any other).
+    pub fn current() -> Greenlet {
+        let h = current_header();
+        Greenlet::from_header(h)
+    }
+
+    /// This thread's main greenlet: the thread's original stack.
+    pub fn main() -> Greenlet {
+        current_header();
+        let h = MAIN
+            .with(|m| {
+                let g = m.0.take();
+                let h = g.as_ref().map(|g| g.h);
+                m.0.set(g);
+                h
+            })
+            .expect("grove: the main greenlet is gone: the thread is exiting");
+        Greenlet::from_header(h)
+    }
+
+    fn from_header(h: NonNull<Header>) -> Greenlet {
+        // SAFETY: h is a live header (we hold or are about to hold a handle; headers outlive
+        // their handles).
+        let hd = unsafe { h.as_ref() };
+        hd.handles.set(hd.handles.get() + 1);
+        Greenlet {
+            h,
+            _not_send: PhantomData,
+        }
+    }
+
+    fn header(&self) -> &Header {
+        // SAFETY: a handle keeps its header alive (released only when handles reach 0).
+        unsafe { self.h.as_ref() }
+    }
+
+    /// A number unique among all greenlets of the process.
+    pub fn id(&self) -> u64 {
+        self.header().id
+    }
+
+    /// The name given at creation (`"main"` for main greenlets).
+    pub fn name(&self) -> Option<&str> {
+        self.header().name.as_deref()
+    }
+
+    /// Where the greenlet is in its life.
+    pub fn state(&self) -> State {
+        self.header().state.get()
+    }
+
+    /// Finished: its body returned, panicked or was killed.
+    pub fn is_dead(&self) -> bool {
+        self.state() == State::Finished
+    }
+
+    /// Started and not finished (python's `bool(g)`).
+    pub fn is_active(&self) -> bool {
+        self.state().is_active()
+    }
+
+    /// Whether this is a thread's main greenlet.
+    pub fn is_main(&self) -> bool {
+        self.header().top == 0
+    }
+
+    /// Usable bytes of its stack (0 for a main greenlet, whose stack is the thread's).
+    pub fn stack_size(&self) -> usize {
+        self.header().top - self.header().base
+    }
+
+    /// The greenlet this one returns to when it finishes.
+    pub fn parent(&self) -> Option<Greenlet> {
+        let hd = self.header();
+        let p = hd.parent.take();
+        let r = p.clone();
+        hd.parent.set(p);
+        r
+    }
+
+    /// Changes the parent. Fails with [`SwitchError::ParentCycle`] if `parent` is this
+    /// greenlet or one of its descendants.
+    pub fn set_parent(&self, parent: &Greenlet) -> Result<(), SwitchError> {
+        let mut cursor = Some(parent.clone());
+        while let Some(g) = cursor {
+            if g == *self {
+                return Err(SwitchError::ParentCycle);
+            }
+            cursor = g.parent();
+        }
+        let old = self.header().parent.replace(Some(parent.clone()));
+        drop(old);
+        Ok(())
+    }
+
+    /// Suspends the current greenlet and continues this one, which receives `v`: as its
+    /// function's argument if it has not started, else as the result of its own pending
+    /// `switch`. Returns what is handed back when something switches to the caller again.
+    ///
+    /// Errors: [`SwitchError::Dead`] if this greenlet has finished; if the greenlet that
+    /// switched back to us finished by panicking or being killed (a child ending), that
+    /// outcome as [`SwitchError::Panicked`] or [`SwitchError::Killed`].
+    ///
+    /// Switching to the running greenlet itself returns `v` at once.
+    #[inline(always)]
+    pub fn switch(&self, v: Value) -> Result<Value, SwitchError> {
+        let cur = current_header();
+        if cur == self.h {
+            return Ok(v);
+        }
+        if !self.state().can_switch_to() {
+            return Err(SwitchError::Dead);
+        }
+        // SAFETY: `cur` is the running greenlet's live header, `self.h` is a live header that
+        // can be switched to (checked above), and they differ.
+        unsafe { transfer(cur, self.h, Message::Value(v)) }
+    }
+
+    /// Kills this greenlet: raises [`GreenletExit`] at the point where it is suspended, so
+    /// that its stack unwinds and its destructors run. When it dies, control goes to its
+    /// parent as usual (so by default back here) and this returns
+    /// `Err(SwitchError::Killed)`; if it catches the exit and switches back instead, this
+    /// returns what it handed over.
+    ///
+    /// A greenlet that has not started never runs: it is marked finished at once and its
+    /// closure dropped. Throwing into the running greenlet (yourself) unwinds right here.
+    /// Throwing into a finished greenlet returns `Err(SwitchError::Dead)`.
+    pub fn throw(&self) -> Result<Value, SwitchError> {
+        let cur = current_header();
+        if cur == self.h {
+            panic::resume_unwind(Box::new(GreenletExit));
+        }
+        let hd = self.header();
+        match hd.state.get() {
+            State::Finished => Err(SwitchError::Dead),
+            State::NotStarted => {
+                hd.state.set(State::Finished);
+                if hd.run.take().is_some() {
+                    // SAFETY: the closure was never run (run was Some) and is dropped once.
+                    unsafe { (hd.drop_closure)(hd.closure) };
+                }
+                Err(SwitchError::Killed { id: hd.id })
+            }
+            // SAFETY: as in `switch`: live, distinct, suspended target.
+            State::Suspended => unsafe { transfer(cur, self.h, Message::Throw) },
+            State::Running => unreachable!("only the current greenlet runs"),
+        }
+    }
+}
+
+/// The one place that switches: marks states, records the running greenlet for the overflow
+/// handler, switches, and interprets what comes back.
+///
+/// # Safety
+///
+/// `cur` must be the running greenlet's header and `to` a different live header in state
+/// `NotStarted` or `Suspended`.
+#[inline(always)]
+unsafe fn transfer(
+    cur: NonNull<Header>,
+    to: NonNull<Header>,
+    msg: Message,
+) -> Result<Value, SwitchError> {
+    // SAFETY: both headers are live (caller), and only this thread touches them.
+    let (c, t) = unsafe { (cur.as_ref(), to.as_ref()) };
+    c.state.set(State::Suspended);
+    t.state.set(State::Running);
+    CURRENT.with(|x| x.set(to.as_ptr()));
+    let msg = ManuallyDrop::new(msg);
+    // SAFETY: `c.ctx` describes the running code (we are `cur`); `t.ctx` is fresh or suspended
+    // with its stack alive (the header, which lives on it, is live); its link points into that
+    // stack or into the main header. The receiver moves the message out before we can run
+    // again, so it is not dropped here (ManuallyDrop).
+    let arg = &*msg as *const Message as usize;
+    let back = if ptr::eq(c.resumer.get(), to.as_ptr()) {
+        // Going back to the greenlet whose switch call is waiting for us: `ret` is predicted.
+        c.resumer.set(ptr::null());
+        // SAFETY: as for the arm below.
+        unsafe { arch::switch_return(arg, c.ctx.get(), t.ctx.get()) }
+    } else {
+        t.resumer.set(cur.as_ptr());
+        unsafe { arch::switch(arg, c.ctx.get(), t.ctx.get()) }
+    };
+    // We run again: whoever switched to us has already made us current and Running.
+    // SAFETY: our own context, not being switched now.
+    let low = unsafe { (*c.ctx.get()).saved_sp() } as usize;
+    if low < c.low_sp.get() {
+        c.low_sp.set(low);
+    }
+    // SAFETY: `back` points to a Message on the suspended sender's stack, not yet moved out.
+    unsafe { receive(c, back) }
+}
+
+/// Interprets the message a greenlet received as the result of its switch. The common case,
+/// a value, is inlined; the rest is out of line.
+///
+/// # Safety
+///
+/// `msg` must point to a live, not yet consumed `Message`.
+#[inline(always)]
+unsafe fn receive(me: &Header, msg: usize) -> Result<Value, SwitchError> {
+    // SAFETY: as the caller promises; ownership moves to us.
+    match unsafe { ptr::read(msg as *const Message) } {
+        Message::Value(v) => Ok(v),
+        Message::Throw => throw_here(),
+        Message::Finished { from, outcome } => {
+            // SAFETY: `from` is the finished sender's header (receive's contract).
+            unsafe { receive_finished(me, from, outcome) }
+        }
+    }
+}
+
+#[cold]
+fn throw_here() -> ! {
+    panic::resume_unwind(Box::new(GreenletExit))
+}
+
+/// A greenlet finished and handed us its outcome.
+///
+/// # Safety
+///
+/// `from` must be the header of the greenlet that just finished and switched to us.
+#[cold]
+#[inline(never)]
+unsafe fn receive_finished(
+    me: &Header,
+    from: NonNull<Header>,
+    outcome: Outcome,
+) -> Result<Value, SwitchError> {
+    {
+        {
+            // The sender's stack is about to be released: make sure no unwinder follows our
+            // link into it. Point it at the terminal frame instead.
+            // SAFETY: our link word is writable (it is in our stack or our main header).
+            unsafe { *(*me.ctx.get()).link() = TERMINAL_FRAME.as_ptr() as *mut u8 };
+            // SAFETY: `from` is the finished greenlet's header, still live: it is released
+            // only here (or by its last handle, which sees state Finished after this).
+            let f = unsafe { from.as_ref() };
+            let result = match outcome {
+                Outcome::Returned(v) => Ok(v),
+                Outcome::Killed => Err(SwitchError::Killed { id: f.id }),
+                Outcome::Panicked(payload) => Err(SwitchError::Panicked(Box::new(Panic {
+                    id: f.id,
+                    name: f.name.as_deref().map(String::from),
+                    message: panic_message(&*payload),
+                    payload,
+                }))),
+            };
+            if f.handles.get() == 0 {
+                // SAFETY: finished and unreferenced: nothing can reach it any more.
+                unsafe { release(from) };
+            }
+            result
+        }
+    }
+}
+
+/// The text of a panic payload, when it has one.
+pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&'static str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else if payload.is::<GreenletExit>() {
+        "killed (GreenletExit)".to_string()
+    } else {
+        "non-string panic payload".to_string()
+    }
+}
+
+/// Where every greenlet begins, called by the trampoline on the greenlet's own stack.
+///
+/// # Safety
+///
+/// Called only by `grove_trampoline` for a context made in `Builder::build`: `data` is the
+/// greenlet's header and `arg` points to the first message.
+unsafe extern "C" fn greenlet_entry(arg: usize, data: *mut u8) -> ! {
+    let h = data as *mut Header;
+    // SAFETY: `data` is this greenlet's header, live while it runs.
+    let hd = unsafe { &*h };
+    // SAFETY: `arg` is the first message, owned by us now.
+    let outcome = match unsafe { ptr::read(arg as *const Message) } {
+        Message::Value(v) => {
+            let run = hd.run.take().expect("a fresh greenlet has its closure");
+            let closure = hd.closure;
+            // SAFETY: the closure is moved out exactly once (run was Some until just now).
+            match panic::catch_unwind(AssertUnwindSafe(|| unsafe { run(closure, v) })) {
+                Ok(v) => Outcome::Returned(v),
+                Err(p) if p.is::<GreenletExit>() => Outcome::Killed,
+                Err(p) => Outcome::Panicked(p),
+            }
+        }
+        // Not reached (throw into a not-started greenlet never switches), but harmless.
+        Message::Throw | Message::Finished { .. } => {
+            if hd.run.take().is_some() {
+                // SAFETY: never run, dropped once.
+                unsafe { (hd.drop_closure)(hd.closure) };
+            }
+            Outcome::Killed
+        }
+    };
+    // Everything the body owned has been dropped. Hand the outcome to the nearest ancestor
+    // that is alive, and never come back.
+    hd.state.set(State::Finished);
+    let target = live_ancestor(hd);
+    // SAFETY: `target` is a live header (a handle in our parent chain keeps it alive; main
+    // greenlets never finish) that can be switched to.
+    let t = unsafe { target.as_ref() };
+    t.state.set(State::Running);
+    CURRENT.with(|x| x.set(target.as_ptr()));
+    let msg = ManuallyDrop::new(Message::Finished {
+        // SAFETY: h is not null.
+        from: unsafe { NonNull::new_unchecked(h) },
+        outcome,
+    });
+    let mut dead_link: *mut u8 = ptr::null_mut();
+    // SAFETY: `dead_link` outlives the switch (we never return from it).
+    let mut scratch = unsafe { Context::running(&mut dead_link) };
+    // SAFETY: the target is live and switchable; `scratch` receives our final state, which
+    // nothing ever resumes. The receiver consumes `msg` while our stack is still alive.
+    unsafe {
+        let arg = &*msg as *const Message as usize;
+        if ptr::eq(hd.resumer.get(), target.as_ptr()) {
+            arch::switch_return(arg, &mut scratch, t.ctx.get());
+        } else {
+            arch::switch(arg, &mut scratch, t.ctx.get());
+        }
+    }
+    // A finished greenlet is never resumed.
+    std::process::abort()
+}
+
+/// The first greenlet up the parent chain that can take control: started and not finished.
+/// A thread's main greenlet always qualifies.
+fn live_ancestor(hd: &Header) -> NonNull<Header> {
+    let mut p = hd.parent.take();
+    let first = p.as_ref().map(|g| g.h);
+    hd.parent.set(p.take());
+    let mut cursor = first;
+    while let Some(h) = cursor {
+        // SAFETY: ancestors are kept alive by the parent handles along the chain.
+        let a = unsafe { h.as_ref() };
+        if a.state.get() == State::Suspended {
+            return h;
+        }
+        let next = a.parent.take();
+        cursor = next.as_ref().map(|g| g.h);
+        a.parent.set(next);
+    }
+    // No parent chain (a greenlet whose ancestors all finished): the thread's main greenlet.
+    MAIN.with(|m| {
+        let g = m.0.take();
+        let h = g.as_ref().map(|g| g.h);
+        m.0.set(g);
+        h
+    })
+    .expect("grove: a greenlet finished after its thread's main greenlet was torn down")
+}
+
+/// Frees what a greenlet holds and gives its stack back.
+///
+/// # Safety
+///
+/// `h` must be a header with no handles, not running, not suspended (`NotStarted` with the
+/// closure already dropped, or `Finished`), or a main header with no handles.
+unsafe fn release(h: NonNull<Header>) {
+    // SAFETY: the header is live until this function is done with it, and nobody else can reach
+    // it (no handles).
+    let hd = unsafe { h.as_ref() };
+    let parent = hd.parent.take();
+    let owner = hd.stack.take();
+    let low = hd.low_sp.get();
+    let is_main = matches!(owner, Some(StackOwner::Thread));
+    // Drop the rest of the header in place (its name) while the memory is still ours.
+    // SAFETY: the header is not used after this, except that main headers are freed below.
+    let name = unsafe { ptr::read(&hd.name) };
+    drop(name);
+    match owner {
+        Some(StackOwner::Pooled(s)) => pool::give(s, low),
+        Some(StackOwner::Custom(s)) => drop(s),
+        Some(StackOwner::Thread) | None => {}
+    }
+    if is_main {
+        // SAFETY: main headers are Box allocations (init_main); the name was moved out above, so
+        // free the memory without dropping fields again.
+        unsafe {
+            let b = Box::from_raw(h.as_ptr() as *mut ManuallyDrop<Header>);
+            drop(b);
+        }
+    }
+    drop(parent);
+}
+
+impl Clone for Greenlet {
+    fn clone(&self) -> Greenlet {
+        Greenlet::from_header(self.h)
+    }
+}
+
+impl PartialEq for Greenlet {
+    fn eq(&self, other: &Greenlet) -> bool {
+        self.h == other.h
+    }
+}
+
+impl Eq for Greenlet {}
+
+impl fmt::Debug for Greenlet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Greenlet")
+            .field("id", &self.id())
+            .field("name", &self.name())
+            .field("state", &self.state())
+            .finish()
+    }
+}
+
+impl Drop for Greenlet {
+    fn drop(&mut self) {
+        let hd = self.header();
+        let n = hd.handles.get() - 1;
+        hd.handles.set(n);
+        if n > 0 {
+            return;
+        }
+        match hd.state.get() {
+            // Running: the greenlet dropped its own last handle; released when it finishes.
+            State::Running => {}
+            State::Suspended if hd.top == 0 => {
+                // A main greenlet without handles while another greenlet runs: the thread is
+                // exiting from inside a greenlet. Leave it; nothing can switch to it anyway.
+            }
+            State::Suspended => {
+                // Kill it so that its destructors run, with us as the one it returns to.
+                hd.handles.set(1);
+                let me = Greenlet::current();
+                drop(hd.parent.replace(Some(me)));
+                // SAFETY: live, suspended, not the current greenlet (that one is running).
+                let cur = current_header();
+                let _ = unsafe { transfer(cur, self.h, Message::Throw) };
+                let n = hd.handles.get() - 1;
+                hd.handles.set(n);
+                if hd.state.get() == State::Finished && n == 0 {
+                    // SAFETY: finished, no handles left.
+                    unsafe { release(self.h) };
+                }
+                // Otherwise it caught GreenletExit and lives on elsewhere (or a new handle
+                // appeared): it is released when it finishes and its last handle goes.
+            }
+            State::NotStarted => {
+                if hd.run.take().is_some() {
+                    // SAFETY: never run, dropped once.
+                    unsafe { (hd.drop_closure)(hd.closure) };
+                }
+                hd.state.set(State::Finished);
+                // SAFETY: not started, closure dropped, no handles.
+                unsafe { release(self.h) };
+            }
+            // SAFETY: finished, no handles.
+            State::Finished => unsafe { release(self.h) },
+        }
+    }
+}
+
+/// For the overflow handler: whether `addr` lies in the guard region of the running greenlet's
+/// stack. Async-signal-safe: reads only the running greenlet's header.
+pub(crate) fn guard_hit(addr: usize) -> Option<GuardHit> {
+    let cur = CURRENT.try_with(|c| c.get()).ok()?;
+    // SAFETY: the running greenlet's header is live while it runs.
+    let hd = unsafe { cur.as_ref()? };
+    if hd.top == 0 || hd.guard == 0 {
+        return None;
+    }
+    // A fault anywhere in the guard, or just below it (a big frame can skip past a single guard
+    // page only without stack probes, which Rust always emits): ours.
+    if addr < hd.base && addr >= hd.base.saturating_sub(hd.guard) {
+        let (name, name_len) = match &hd.name {
+            Some(n) => (n.as_ptr(), n.len()),
+            None => (b"unnamed".as_ptr(), 7),
+        };
+        Some(GuardHit {
+            id: hd.id,
+            name,
+            name_len,
+            stack_kib: (hd.top - hd.base) / 1024,
+        })
+    } else {
+        None
+    }
+}

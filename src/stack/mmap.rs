@@ -1,0 +1,456 @@
+//! [`MmapStack`]: a stack in its own `mmap`'d region, with an inaccessible guard page below it.
+//!
+//! ```text
+//!   map + len = top  +-----------------+  (page aligned, so 16-byte aligned)
+//!                    |  usable stack   |  read/write, MAP_NORESERVE: pages cost memory only
+//!                    |  (size bytes)   |  once touched
+//!   map + page = base+-----------------+
+//!                    |   guard page    |  MADV_GUARD_INSTALL (Linux >= 6.13) or PROT_NONE
+//!   map              +-----------------+
+//! ```
+//!
+//! The guard is installed with `madvise(MADV_GUARD_INSTALL)` where the kernel has it: the
+//! stack then stays one VMA. Elsewhere (older kernels, other systems, under valgrind) the guard
+//! page is `mprotect(PROT_NONE)`, which splits the mapping into two VMAs, so a process with
+//! many stacks can reach the kernel's `vm.max_map_count` limit: creating a stack then fails
+//! with an error that says so.
+
+use super::valgrind;
+use super::{Stack, MIN_STACK_SIZE};
+use crate::syscall::syscall;
+use std::io;
+use std::ptr::{self, NonNull};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+
+/// `MADV_GUARD_INSTALL` (Linux 6.13, `include/uapi/asm-generic/mman-common.h`): turns the
+/// pages into guard regions that fault on any access, without splitting the VMA. Not yet in
+/// the `libc` crate.
+#[cfg(target_os = "linux")]
+const MADV_GUARD_INSTALL: libc::c_int = 102;
+
+/// `MmapStack::vg_id` of a stack not registered with valgrind.
+const VG_NONE: usize = usize::MAX;
+
+/// Per-process choice of how guard pages are made, learnt from the first stack.
+static GUARD_MODE: AtomicU8 = AtomicU8::new(GUARD_UNKNOWN);
+const GUARD_UNKNOWN: u8 = 0;
+/// `madvise(MADV_GUARD_INSTALL)` works here.
+#[cfg(target_os = "linux")]
+const GUARD_MADVISE: u8 = 1;
+/// Use `mprotect(PROT_NONE)`.
+const GUARD_MPROTECT: u8 = 2;
+
+/// The system's page size (cached after the first call).
+pub(crate) fn page_size() -> usize {
+    static PAGE: AtomicUsize = AtomicUsize::new(0);
+    let p = PAGE.load(Ordering::Relaxed);
+    if p != 0 {
+        return p;
+    }
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    let p = if p > 0 { p as usize } else { 4096 };
+    PAGE.store(p, Ordering::Relaxed);
+    p
+}
+
+/// `n` rounded up to a multiple of `page` (a power of two), or `None` on overflow.
+fn round_up(n: usize, page: usize) -> Option<usize> {
+    Some(n.checked_add(page - 1)? & !(page - 1))
+}
+
+/// The usable size [`MmapStack::new`] gives for a requested `size`: at least
+/// [`MIN_STACK_SIZE`], rounded up to whole pages.
+pub(crate) fn usable_size(size: usize) -> io::Result<usize> {
+    round_up(size.max(MIN_STACK_SIZE), page_size()).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "grove: greenlet stack size too large",
+        )
+    })
+}
+
+/// A stack in an `mmap`'d region: `size` usable bytes with one guard page below them.
+///
+/// The memory is reserved, not committed (`MAP_NORESERVE`): a stack costs physical memory
+/// only for the pages that code running on it touched. [`release_below`](Self::release_below)
+/// gives such pages back. Dropping the stack unmaps it.
+///
+/// `Send` (it is plain memory) but not `Sync`.
+#[derive(Debug)]
+pub struct MmapStack {
+    /// The lowest usable address; the mapping starts one page ([`page_size`]) lower, with
+    /// the guard.
+    base: NonNull<u8>,
+    /// The end of the mapping.
+    top: usize,
+    /// Valgrind's id for the stack once registered (meaningless outside valgrind), else
+    /// [`VG_NONE`]. (Three words in all: the pool moves stacks around on its hot path.)
+    vg_id: usize,
+}
+
+// SAFETY: an MmapStack exclusively owns its mapping; nothing in it is tied to the thread that
+// created it (munmap and madvise work from any thread).
+unsafe impl Send for MmapStack {}
+
+impl MmapStack {
+    /// Maps a new stack with at least `size` usable bytes (rounded up to whole pages, and to no
+    /// less than [`MIN_STACK_SIZE`]) and a guard page below them.
+    ///
+    /// Fails if the mapping or its guard cannot be made; a stack is never handed out without
+    /// its guard. When the process runs out of memory mappings (`ENOMEM`), the error's text
+    /// names the `vm.max_map_count` limit and how to raise it.
+    pub fn new(size: usize) -> io::Result<MmapStack> {
+        Self::with_mode(size, None)
+    }
+
+    /// [`new`](Self::new), optionally forcing the guard mechanism (for tests).
+    fn with_mode(size: usize, force: Option<u8>) -> io::Result<MmapStack> {
+        let size = usable_size(size)?;
+        let page = page_size();
+        let len = size.checked_add(page).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "grove: greenlet stack size too large",
+            )
+        })?;
+        let prot = libc::PROT_READ | libc::PROT_WRITE;
+        #[allow(unused_mut)]
+        let mut flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS;
+        #[cfg(any(target_os = "linux", target_os = "android", target_vendor = "apple"))]
+        {
+            flags |= libc::MAP_NORESERVE;
+        }
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        {
+            flags |= libc::MAP_STACK;
+        }
+        // SAFETY: a fresh anonymous mapping at an address of the kernel's choosing: it cannot
+        // overlap memory anything else uses.
+        let map = unsafe { syscall!(mmap(ptr::null_mut(), len, prot, flags, -1, 0)) }
+            .map_err(|e| map_error(e, size))?;
+        let map = NonNull::new(map as *mut u8).expect("mmap returned null");
+        let mut stack = MmapStack {
+            base: NonNull::new(map.as_ptr().wrapping_add(page)).expect("mapping wraps"),
+            top: map.as_ptr() as usize + len,
+            vg_id: VG_NONE,
+        };
+        // On failure `stack` is dropped here, which unmaps it (not registered with valgrind yet).
+        stack.install_guard(force).map_err(|e| map_error(e, size))?;
+        stack.vg_id = valgrind::stack_register(stack.base() as usize, stack.top - 1);
+        Ok(stack)
+    }
+
+    /// The start of the mapping: the guard page.
+    fn map(&self) -> *mut u8 {
+        self.base.as_ptr().wrapping_sub(page_size())
+    }
+
+    /// Makes the first page of the mapping a guard that faults on any access.
+    fn install_guard(&self, force: Option<u8>) -> io::Result<()> {
+        let mut mode = force.unwrap_or_else(|| GUARD_MODE.load(Ordering::Relaxed));
+        if mode == GUARD_UNKNOWN && valgrind::running_on_valgrind() {
+            // Valgrind does not know MADV_GUARD_INSTALL; with PROT_NONE it sees the guard.
+            mode = GUARD_MPROTECT;
+            GUARD_MODE.store(mode, Ordering::Relaxed);
+        }
+        #[cfg(target_os = "linux")]
+        if mode != GUARD_MPROTECT {
+            // SAFETY: the first page of our own fresh mapping, which nothing uses yet.
+            let r =
+                unsafe { syscall!(madvise(self.map().cast(), page_size(), MADV_GUARD_INSTALL)) };
+            match r {
+                Ok(_) => {
+                    if mode == GUARD_UNKNOWN {
+                        GUARD_MODE.store(GUARD_MADVISE, Ordering::Relaxed);
+                    }
+                    return Ok(());
+                }
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOSYS)) => {
+                    // The kernel predates guard regions: remember, and protect the page.
+                    GUARD_MODE.store(GUARD_MPROTECT, Ordering::Relaxed);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let _ = mode;
+        // SAFETY: the first page of our own fresh mapping, which nothing uses yet.
+        unsafe { syscall!(mprotect(self.map().cast(), page_size(), libc::PROT_NONE)) }?;
+        Ok(())
+    }
+
+    /// Gives back to the kernel the memory of the usable pages below `top() - keep` (`keep`
+    /// rounded up to whole pages): the pages a deep call touched. They stay mapped and read
+    /// back as zeros (Linux) or as unspecified contents (elsewhere) when touched again. The
+    /// guard page is never touched. A failure is ignored (the pages just stay resident).
+    ///
+    /// Call it only while no context is running on, or suspended in, the released part of the
+    /// stack: whatever was there is lost.
+    pub fn release_below(&self, keep: usize) {
+        let page = page_size();
+        let top = self.top() as usize;
+        let base = self.base() as usize;
+        let Some(keep) = round_up(keep, page) else {
+            return;
+        };
+        let end = top.saturating_sub(keep);
+        if end <= base {
+            return;
+        }
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        let advice = libc::MADV_DONTNEED;
+        #[cfg(not(any(target_os = "linux", target_os = "android")))]
+        let advice = libc::MADV_FREE;
+        // SAFETY: `base..end` lies in the usable part of our own mapping (above the guard), and
+        // the caller does not need its contents (see the doc comment).
+        let _ = unsafe { syscall!(madvise(base as *mut libc::c_void, end - base, advice)) };
+    }
+}
+
+impl Drop for MmapStack {
+    fn drop(&mut self) {
+        if self.vg_id != VG_NONE {
+            valgrind::stack_deregister(self.vg_id);
+        }
+        // SAFETY: exactly the mapping `new` made, which this value owns; nothing runs on it any
+        // more (it is being dropped).
+        let r = unsafe { syscall!(munmap(self.map().cast(), self.top - self.map() as usize)) };
+        debug_assert!(r.is_ok(), "munmap of a greenlet stack failed: {r:?}");
+    }
+}
+
+// SAFETY: `base()..top()` is the read/write part of a mapping this value exclusively owns, for
+// as long as it lives; `top()` is the end of a page-aligned mapping, so page (and 16-byte)
+// aligned; the usable size is at least MIN_STACK_SIZE (`usable_size`); the page below `base()`
+// is a guard region (`install_guard` succeeded, or `new` failed).
+unsafe impl Stack for MmapStack {
+    fn top(&self) -> *mut u8 {
+        self.top as *mut u8
+    }
+    fn base(&self) -> *mut u8 {
+        self.base.as_ptr()
+    }
+    fn guard_size(&self) -> usize {
+        page_size()
+    }
+}
+
+/// The error for a failed mmap/madvise/mprotect of a `size`-byte stack: `ENOMEM` explained.
+fn map_error(e: io::Error, size: usize) -> io::Error {
+    if e.raw_os_error() != Some(libc::ENOMEM) {
+        return e;
+    }
+    io::Error::new(io::ErrorKind::OutOfMemory, enomem_message(size))
+}
+
+/// The text for an `ENOMEM` while mapping a `size`-byte stack.
+fn enomem_message(size: usize) -> String {
+    let limit = std::fs::read_to_string("/proc/sys/vm/max_map_count")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok());
+    match limit {
+        Some(n) => format!(
+            "grove: cannot map a {} KiB greenlet stack: out of memory mappings (the kernel's \
+             vm.max_map_count limit, currently {n}; raise it with sysctl -w \
+             vm.max_map_count={}) or out of address space",
+            size / 1024,
+            n.saturating_mul(4),
+        ),
+        None => format!(
+            "grove: cannot map a {} KiB greenlet stack: out of memory or memory mappings",
+            size / 1024
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs `f` in a forked child and returns how it ended (`waitpid` status).
+    fn in_child(f: impl FnOnce()) -> libc::c_int {
+        // SAFETY: the child only resets a signal disposition, touches memory and `_exit`s:
+        // nothing that needs locks another thread might hold.
+        unsafe {
+            let pid = libc::fork();
+            assert!(pid >= 0, "fork failed");
+            if pid == 0 {
+                libc::signal(libc::SIGSEGV, libc::SIG_DFL);
+                libc::signal(libc::SIGBUS, libc::SIG_DFL);
+                f();
+                libc::_exit(0);
+            }
+            let mut status = 0;
+            assert_eq!(libc::waitpid(pid, &mut status, 0), pid);
+            status
+        }
+    }
+
+    fn assert_guard_faults(stack: &MmapStack) {
+        let below = stack.base().wrapping_sub(1);
+        let lowest = stack.base().wrapping_sub(stack.guard_size());
+        for addr in [below, lowest] {
+            let status = in_child(|| {
+                // SAFETY: runs in a forked child; the write to the guard is the fault under test.
+                unsafe { ptr::write_volatile(addr, 1u8) }
+            });
+            assert!(
+                libc::WIFSIGNALED(status),
+                "guard write did not fault: status {status}"
+            );
+            let sig = libc::WTERMSIG(status);
+            assert!(
+                sig == libc::SIGSEGV || sig == libc::SIGBUS,
+                "died of signal {sig}"
+            );
+        }
+        // And the lowest usable byte is fine.
+        let status = in_child(|| {
+            // SAFETY: base() is usable memory of the stack (and this runs in a forked child).
+            unsafe { ptr::write_volatile(stack.base(), 1u8) }
+        });
+        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+    }
+
+    #[test]
+    fn layout() {
+        let s = MmapStack::new(100_000).unwrap();
+        assert_eq!(s.top() as usize % 16, 0);
+        assert_eq!(s.top() as usize % page_size(), 0);
+        assert_eq!(s.size() % page_size(), 0);
+        assert!(s.size() >= 100_000);
+        assert_eq!(s.guard_size(), page_size());
+        let small = MmapStack::new(1).unwrap();
+        assert!(small.size() >= MIN_STACK_SIZE);
+        // The whole usable range is writable.
+        // SAFETY: base..top is the stack's usable memory, not used by anything.
+        unsafe { ptr::write_bytes(s.base(), 0xa5, s.size()) };
+        assert!(MmapStack::new(usize::MAX - 10).is_err());
+    }
+
+    #[test]
+    fn guard_faults_default_mode() {
+        let s = MmapStack::new(64 * 1024).unwrap();
+        assert_guard_faults(&s);
+        #[cfg(target_os = "linux")]
+        assert_ne!(GUARD_MODE.load(Ordering::Relaxed), GUARD_UNKNOWN);
+    }
+
+    #[test]
+    fn guard_faults_mprotect_mode() {
+        let s = MmapStack::with_mode(64 * 1024, Some(GUARD_MPROTECT)).unwrap();
+        assert_guard_faults(&s);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn guard_faults_madvise_mode() {
+        match MmapStack::with_mode(64 * 1024, Some(GUARD_MADVISE)) {
+            Ok(s) => assert_guard_faults(&s),
+            // A kernel without guard regions: the fallback is then what `new` uses.
+            Err(e) => assert!(matches!(
+                e.raw_os_error(),
+                Some(libc::EINVAL | libc::ENOSYS)
+            )),
+        }
+    }
+
+    /// How many lines of /proc/self/maps (VMAs) overlap the stack's mapping.
+    #[cfg(target_os = "linux")]
+    fn vmas(s: &MmapStack) -> usize {
+        let (lo, hi) = (s.map() as usize, s.top() as usize);
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+        maps.lines()
+            .filter(|l| {
+                let range = l.split(' ').next().unwrap();
+                let (a, b) = range.split_once('-').unwrap();
+                let a = usize::from_str_radix(a, 16).unwrap();
+                let b = usize::from_str_radix(b, 16).unwrap();
+                a < hi && b > lo
+            })
+            .count()
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn vma_cost() {
+        let s = MmapStack::with_mode(64 * 1024, Some(GUARD_MPROTECT)).unwrap();
+        assert_eq!(vmas(&s), 2);
+        let s = MmapStack::new(64 * 1024).unwrap();
+        if GUARD_MODE.load(Ordering::Relaxed) == GUARD_MADVISE {
+            assert_eq!(vmas(&s), 1);
+        }
+    }
+
+    /// How many of the stack's usable pages are resident.
+    fn resident_pages(s: &MmapStack) -> usize {
+        let page = page_size();
+        let n = s.size() / page;
+        let mut vec = vec![0u8; n];
+        // SAFETY: base..top is mapped and page aligned; `vec` has one byte per page.
+        unsafe { syscall!(mincore(s.base().cast(), s.size(), vec.as_mut_ptr().cast())) }.unwrap();
+        vec.iter().filter(|&&b| b & 1 != 0).count()
+    }
+
+    #[test]
+    fn release_below_gives_pages_back() {
+        let s = MmapStack::new(256 * 1024).unwrap();
+        // SAFETY: the stack's usable memory, not used by anything.
+        unsafe { ptr::write_bytes(s.base(), 1, s.size()) };
+        let pages = s.size() / page_size();
+        assert_eq!(resident_pages(&s), pages);
+        s.release_below(4096);
+        assert_eq!(resident_pages(&s), 1);
+        // The top page kept its contents; the released ones read back as zeros.
+        // SAFETY: both addresses are in the usable range.
+        unsafe {
+            assert_eq!(*s.top().sub(1), 1);
+            #[cfg(target_os = "linux")]
+            assert_eq!(*s.base(), 0);
+        }
+        // Keeping more than the stack releases nothing; the guard still faults.
+        s.release_below(usize::MAX);
+        s.release_below(0);
+        assert_eq!(resident_pages(&s), 0);
+        assert_guard_faults(&s);
+    }
+
+    #[test]
+    fn enomem_is_explained() {
+        let e = map_error(io::Error::from_raw_os_error(libc::ENOMEM), 256 * 1024);
+        assert_eq!(e.kind(), io::ErrorKind::OutOfMemory);
+        let text = e.to_string();
+        assert!(
+            text.starts_with("grove: cannot map a 256 KiB greenlet stack"),
+            "{text}"
+        );
+        if std::path::Path::new("/proc/sys/vm/max_map_count").exists() {
+            assert!(text.contains("vm.max_map_count limit, currently"), "{text}");
+        }
+        let other = map_error(io::Error::from_raw_os_error(libc::EPERM), 4096);
+        assert_eq!(other.raw_os_error(), Some(libc::EPERM));
+    }
+
+    #[test]
+    fn out_of_map_count_reports_enomem() {
+        // With many stacks and a tiny RLIMIT_AS the mmap fails with ENOMEM: check the error in
+        // a child (the limit is per process).
+        let status = in_child(|| {
+            let lim = libc::rlimit {
+                rlim_cur: 1 << 30,
+                rlim_max: 1 << 30,
+            };
+            // SAFETY: plain setrlimit on this (child) process.
+            unsafe { libc::setrlimit(libc::RLIMIT_AS, &lim) };
+            let e = MmapStack::new(2 << 30).unwrap_err();
+            let ok =
+                e.kind() == io::ErrorKind::OutOfMemory && e.to_string().contains("greenlet stack");
+            // SAFETY: ends the child.
+            unsafe { libc::_exit(if ok { 0 } else { 3 }) };
+        });
+        assert!(
+            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+            "status {status}"
+        );
+    }
+}

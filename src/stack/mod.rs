@@ -1,0 +1,98 @@
+//! Stacks for greenlets.
+//!
+//! [`Stack`] is the contract (no_std): memory a context may run on. With the `std` feature,
+//! grove provides [`MmapStack`] (an `mmap`'d region with an inaccessible guard page below it),
+//! a per-thread [`pool`] that reuses them, and an overflow handler that turns a hit on a
+//! guard page into a clear message instead of a bare segfault.
+
+#[cfg(feature = "std")]
+mod mmap;
+#[cfg(feature = "std")]
+pub(crate) mod overflow;
+#[cfg(feature = "std")]
+pub mod pool;
+#[cfg(feature = "std")]
+pub(crate) mod valgrind;
+
+#[cfg(feature = "std")]
+pub use mmap::MmapStack;
+
+/// The smallest stack grove accepts: room for the switch frames, a greenlet's header and a
+/// modest call chain.
+pub const MIN_STACK_SIZE: usize = 16 * 1024;
+
+/// The stack size a greenlet gets when nothing else is said (256 KiB of address space; only
+/// the pages actually touched take memory).
+pub const DEFAULT_STACK_SIZE: usize = 256 * 1024;
+
+/// Memory that a context can run on.
+///
+/// The usable stack is the address range `base()..top()`; the stack grows down from `top()`.
+///
+/// # Safety
+///
+/// An implementation promises, for as long as the value lives and is not moved-from:
+///
+/// * `base()..top()` is readable and writable memory that nothing but the context running on
+///   it uses;
+/// * `top()` is 16-byte aligned and `top() - base() >= MIN_STACK_SIZE`;
+/// * the `guard_size()` bytes just below `base()` are a guard region that faults on any
+///   access, so that running past the end of the stack is caught instead of corrupting other
+///   memory. An implementation that cannot provide one (a static buffer on a target without an
+///   MMU) returns `guard_size() == 0`, and whoever uses it then guarantees by other means that
+///   the code run on it never needs more than `top() - base()` bytes.
+pub unsafe trait Stack {
+    /// The highest address of the stack (exclusive): where a fresh context starts.
+    fn top(&self) -> *mut u8;
+    /// The lowest usable address.
+    fn base(&self) -> *mut u8;
+    /// Bytes of guard region directly below `base()`; 0 if there is none.
+    fn guard_size(&self) -> usize;
+    /// Usable bytes, `top() - base()`.
+    fn size(&self) -> usize {
+        self.top() as usize - self.base() as usize
+    }
+}
+
+/// A stack in a plain buffer, for embedders without an allocator or an MMU, e.g. in a
+/// `static`. It has no guard page: see the safety contract of [`Stack`].
+#[repr(C, align(16))]
+pub struct StaticStack<const N: usize> {
+    bytes: [u8; N],
+}
+
+impl<const N: usize> StaticStack<N> {
+    /// A zeroed buffer. Fails to compile if `N` is below [`MIN_STACK_SIZE`] or not a
+    /// multiple of 16.
+    pub const fn new() -> Self {
+        const {
+            assert!(
+                N >= MIN_STACK_SIZE && N % 16 == 0,
+                "StaticStack<N>: N too small or unaligned"
+            )
+        };
+        StaticStack { bytes: [0; N] }
+    }
+}
+
+impl<const N: usize> Default for StaticStack<N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+// SAFETY: the buffer is 16-byte aligned with a size that is a multiple of 16 (checked in
+// `new`), so `top()` is aligned; it is at least MIN_STACK_SIZE; a `&mut` borrow gives the
+// context exclusive use of it. guard_size() is 0: the embedder takes on the overflow promise.
+unsafe impl<const N: usize> Stack for &mut StaticStack<N> {
+    fn top(&self) -> *mut u8 {
+        // SAFETY: one past the end of the array is a valid pointer to compute.
+        unsafe { self.bytes.as_ptr().add(N) as *mut u8 }
+    }
+    fn base(&self) -> *mut u8 {
+        self.bytes.as_ptr() as *mut u8
+    }
+    fn guard_size(&self) -> usize {
+        0
+    }
+}

@@ -1,0 +1,58 @@
+//! Unwinding out of a greenlet: a backtrace captured inside one continues, through the
+//! trampoline's CFI, into the code that switched into it.
+
+use grove::greenlet::{Greenlet, Value};
+use std::backtrace::Backtrace;
+
+#[inline(never)]
+fn resumer_marker_function(g: &Greenlet) -> Value {
+    let v = g.switch(Box::new(())).unwrap();
+    std::hint::black_box(v)
+}
+
+#[inline(never)]
+fn inside_greenlet_marker() -> String {
+    Backtrace::force_capture().to_string()
+}
+
+#[test]
+fn backtrace_inside_a_greenlet_reaches_its_resumer() {
+    let g = Greenlet::builder()
+        .stack_size(1024 * 1024) // symbolication is stack-hungry
+        .build(|_| Box::new(inside_greenlet_marker()) as Value)
+        .unwrap();
+    let bt = *resumer_marker_function(&g).downcast::<String>().unwrap();
+    assert!(
+        bt.contains("inside_greenlet_marker"),
+        "the greenlet's own frames:\n{bt}"
+    );
+    assert!(bt.contains("greenlet_entry"), "the entry frame:\n{bt}");
+    assert!(
+        bt.contains("resumer_marker_function"),
+        "the walk must cross into the resumer's stack:\n{bt}"
+    );
+    // ...and go on to this test function, and stop cleanly somewhere after it.
+    assert!(
+        bt.contains("backtrace_inside_a_greenlet_reaches_its_resumer"),
+        "{bt}"
+    );
+}
+
+#[test]
+fn backtrace_after_a_second_resume_follows_the_new_resumer() {
+    let main = Greenlet::current();
+    let g = Greenlet::builder()
+        .stack_size(1024 * 1024)
+        .build(move |_| {
+            let _ = main.switch(Box::new(()));
+            Box::new(inside_greenlet_marker()) as Value
+        })
+        .unwrap();
+    g.switch(Box::new(())).unwrap();
+    #[inline(never)]
+    fn second_resumer(g: &Greenlet) -> Value {
+        std::hint::black_box(g.switch(Box::new(())).unwrap())
+    }
+    let bt = *second_resumer(&g).downcast::<String>().unwrap();
+    assert!(bt.contains("second_resumer"), "{bt}");
+}
