@@ -40,6 +40,26 @@ const GUARD_MADVISE: u8 = 1;
 /// Use `mprotect(PROT_NONE)`.
 const GUARD_MPROTECT: u8 = 2;
 
+/// How this process makes guard pages, learnt when its first stack is mapped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GuardKind {
+    /// `madvise(MADV_GUARD_INSTALL)` (Linux 6.13+): a guard costs no extra memory mapping, so
+    /// live stacks are not limited by `vm.max_map_count`.
+    GuardRegion,
+    /// `mprotect(PROT_NONE)`: every stack costs two memory mappings, so the kernel's
+    /// `vm.max_map_count` (65530 by default on Linux) caps live stacks near half that.
+    Mprotect,
+}
+
+/// The guard method in use, or `None` before the first stack is mapped.
+pub fn guard_kind() -> Option<GuardKind> {
+    match GUARD_MODE.load(Ordering::Relaxed) {
+        GUARD_MPROTECT => Some(GuardKind::Mprotect),
+        GUARD_UNKNOWN => None,
+        _ => Some(GuardKind::GuardRegion),
+    }
+}
+
 /// The system's page size (cached after the first call).
 pub(crate) fn page_size() -> usize {
     static PAGE: AtomicUsize = AtomicUsize::new(0);

@@ -15,7 +15,7 @@ pub mod pool;
 pub(crate) mod valgrind;
 
 #[cfg(feature = "std")]
-pub use mmap::MmapStack;
+pub use mmap::{guard_kind, GuardKind, MmapStack};
 
 /// The smallest stack grove accepts: room for the switch frames, a greenlet's header and a
 /// modest call chain.
