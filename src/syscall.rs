@@ -1,7 +1,7 @@
 //! One checked way to call libc: [`syscall!`] turns a libc call's failure value into an
 //! [`io::Error`] read from `errno`.
 //!
-//! ```ignore
+//! ```text
 //! // SAFETY: (the invariant the call needs)
 //! let p = unsafe { syscall!(mmap(ptr::null_mut(), len, prot, flags, -1, 0)) }?;
 //! ```

@@ -270,10 +270,12 @@ fn init_main() -> NonNull<Header> {
         h,
         _not_send: PhantomData,
     };
-    // If thread-local storage is already being torn down, the handle is simply dropped at the
-    // end of this function and the header with it... unless a switch needs it: grove is not
-    // usable from thread-local destructors that run after MAIN's.
-    let _ = MAIN.try_with(|m| m.0.set(Some(handle)));
+    // If thread-local storage is already being torn down (grove used from a thread-local
+    // destructor that runs after MAIN's), keep the header alive for the rest of the thread:
+    // a small leak, rather than a current greenlet that points to freed memory.
+    let mut handle = Some(handle);
+    let _ = MAIN.try_with(|m| m.0.set(handle.take()));
+    mem::forget(handle);
     h
 }
 
@@ -880,6 +882,17 @@ impl Drop for Greenlet {
             return;
         }
         match hd.state.get() {
+            // A running main greenlet without handles: its thread is exiting (the MAIN
+            // thread-local gave up its handle). Free it, and forget it as the current one.
+            State::Running if hd.top == 0 => {
+                let _ = CURRENT.try_with(|c| {
+                    if ptr::eq(c.get(), self.h.as_ptr()) {
+                        c.set(ptr::null());
+                    }
+                });
+                // SAFETY: a main header with no handles, and no longer current.
+                unsafe { release(self.h) };
+            }
             // Running: the greenlet dropped its own last handle; released when it finishes.
             State::Running => {}
             State::Suspended if hd.top == 0 => {
