@@ -60,6 +60,26 @@ pub fn guard_kind() -> Option<GuardKind> {
     }
 }
 
+/// Whether the page at `addr` really faults: the kernel's own read of it (a `write` from it
+/// into a pipe) must fail with `EFAULT`. No signal is raised either way.
+#[cfg(target_os = "linux")]
+fn guard_is_effective(addr: *const u8) -> bool {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 writes two descriptors into the array.
+    if unsafe { syscall!(pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK)) }.is_err() {
+        return false;
+    }
+    // SAFETY: write only reads from `addr` inside the kernel, which reports an inaccessible
+    // page as EFAULT instead of faulting; the descriptors are ours and closed right after.
+    let r = unsafe { syscall!(write(fds[1], addr.cast(), 1)) };
+    // SAFETY: closing the two descriptors pipe2 just gave us.
+    unsafe {
+        libc::close(fds[0]);
+        libc::close(fds[1]);
+    }
+    matches!(r, Err(e) if e.raw_os_error() == Some(libc::EFAULT))
+}
+
 /// The system's page size (cached after the first call).
 pub(crate) fn page_size() -> usize {
     static PAGE: AtomicUsize = AtomicUsize::new(0);
@@ -180,11 +200,18 @@ impl MmapStack {
             let r =
                 unsafe { syscall!(madvise(self.map().cast(), page_size(), MADV_GUARD_INSTALL)) };
             match r {
-                Ok(_) => {
+                // Trust, but verify once: qemu-user, for one, accepts MADV_GUARD_INSTALL and
+                // does nothing, which would hand out stacks without a guard.
+                Ok(_) if mode == GUARD_MADVISE && force.is_none() => return Ok(()),
+                Ok(_) if guard_is_effective(self.map()) => {
                     if mode == GUARD_UNKNOWN {
                         GUARD_MODE.store(GUARD_MADVISE, Ordering::Relaxed);
                     }
                     return Ok(());
+                }
+                Ok(_) => {
+                    // Accepted but not enforced: protect the page the old way, from now on.
+                    GUARD_MODE.store(GUARD_MPROTECT, Ordering::Relaxed);
                 }
                 Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOSYS)) => {
                     // The kernel predates guard regions: remember, and protect the page.

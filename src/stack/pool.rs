@@ -40,6 +40,10 @@ const KEEP: usize = 4096;
 const TRIM_EVERY: u32 = 4096;
 
 struct Pool {
+    /// The stack given back last, when its size has no other idle stack: the steady state of
+    /// one greenlet ending and the next starting reuses it without touching a list (and in the
+    /// cache lines just used). It counts toward the limit.
+    hot: Option<MmapStack>,
     /// Idle stacks by usable size. Few sizes are in use at once, so a linear scan is fastest.
     classes: Vec<(usize, Vec<MmapStack>)>,
     /// Idle stacks kept per size.
@@ -51,6 +55,7 @@ struct Pool {
 impl Pool {
     const fn new() -> Pool {
         Pool {
+            hot: None,
             classes: Vec::new(),
             limit: DEFAULT_LIMIT,
             gives: 0,
@@ -59,6 +64,9 @@ impl Pool {
 
     #[inline]
     fn take(&mut self, size: usize) -> Option<MmapStack> {
+        if self.hot.as_ref().is_some_and(|h| h.size() == size) {
+            return self.hot.take();
+        }
         let (_, class) = self.classes.iter_mut().find(|(s, _)| *s == size)?;
         class.pop()
     }
@@ -70,18 +78,33 @@ impl Pool {
         self.gives = (self.gives + 1) % TRIM_EVERY;
         let periodic = self.gives == 0;
         let limit = self.limit;
+        // The page-rounding is a mask, not next_multiple_of: that divides, and a division costs
+        // more than the rest of this path.
+        let page = page_size();
+        let kept = stack.top() as usize - ((KEEP + page - 1) & !(page - 1));
+        // The hot slot counts toward the limit: use it only while the size's list is empty.
+        if self.hot.is_none()
+            && limit > 0
+            && !self
+                .classes
+                .iter()
+                .any(|(s, v)| *s == size && !v.is_empty())
+        {
+            if deepest_sp < kept || periodic {
+                release(&stack);
+            }
+            self.hot = Some(stack);
+            return None;
+        }
+        let hot_here = usize::from(self.hot.as_ref().is_some_and(|h| h.size() == size));
         let class = match self.classes.iter().position(|(s, _)| *s == size) {
             Some(i) => &mut self.classes[i].1,
             None if limit == 0 => return Some(stack),
             None => self.new_class(size),
         };
-        if class.len() >= limit {
+        if class.len() + hot_here >= limit {
             return Some(stack);
         }
-        // (A mask, not next_multiple_of: that divides, and a division costs more than the rest
-        // of this path.)
-        let page = page_size();
-        let kept = stack.top() as usize - ((KEEP + page - 1) & !(page - 1));
         if deepest_sp < kept || periodic {
             release(&stack);
         }
@@ -152,9 +175,14 @@ pub fn set_limit(n: usize) {
     let excess = with_pool(|p| {
         p.limit = n;
         let mut excess = Vec::new();
-        for (_, v) in &mut p.classes {
-            if v.len() > n {
-                excess.extend(v.drain(n..));
+        if n == 0 {
+            excess.extend(p.hot.take());
+        }
+        let hot_size = p.hot.as_ref().map(|h| h.size());
+        for (size, v) in &mut p.classes {
+            let room = n.saturating_sub(usize::from(hot_size == Some(*size)));
+            if v.len() > room {
+                excess.extend(v.drain(room..));
             }
         }
         excess
@@ -164,12 +192,15 @@ pub fn set_limit(n: usize) {
 
 /// How many idle stacks this thread's pool holds, all sizes together.
 pub fn pooled() -> usize {
-    with_pool(|p| p.classes.iter().map(|(_, v)| v.len()).sum()).unwrap_or(0)
+    with_pool(|p| {
+        usize::from(p.hot.is_some()) + p.classes.iter().map(|(_, v)| v.len()).sum::<usize>()
+    })
+    .unwrap_or(0)
 }
 
 /// Unmaps all idle stacks of this thread's pool.
 pub fn clear() {
-    let all = with_pool(|p| std::mem::take(&mut p.classes));
+    let all = with_pool(|p| (p.hot.take(), std::mem::take(&mut p.classes)));
     drop(all);
 }
 
