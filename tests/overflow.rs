@@ -47,7 +47,18 @@ fn child(case: &str) {
 }
 
 fn run(case: &str) -> (Option<i32>, String) {
-    let out = Command::new(std::env::current_exe().unwrap())
+    let exe = std::env::current_exe().unwrap();
+    // Under an emulator (CI runs the aarch64 build under qemu-user, which cannot exec a
+    // foreign binary by itself) the child goes through the same runner.
+    let mut cmd = match std::env::var_os("GROVE_TEST_RUNNER") {
+        Some(runner) => {
+            let mut c = Command::new(runner);
+            c.arg(exe);
+            c
+        }
+        None => Command::new(exe),
+    };
+    let out = cmd
         .env("GROVE_OVERFLOW_CASE", case)
         .output()
         .expect("re-executing the test binary");
