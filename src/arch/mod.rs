@@ -174,9 +174,38 @@ impl Context {
 /// * Whatever `to` does with `arg` is between caller and callee: grove passes it untouched.
 #[inline(always)]
 pub unsafe fn switch(arg: usize, from: *mut Context, to: *const Context) -> usize {
-    // SAFETY: forwarded to the caller; grove_switch saves exactly the callee-saved state the
-    // ABI requires a call to preserve, so to the compiler this is an ordinary extern call.
-    unsafe { grove_switch(arg, from, to) }
+    let ret: usize;
+    // SAFETY: forwarded to the caller. The call is spelled in asm rather than as an extern
+    // call only so that it is always a direct `call`/`bl` (an extern call in a position-
+    // independent executable may go through the GOT); to the compiler it is the same: the
+    // routine preserves the callee-saved registers, and everything else a call may clobber is
+    // declared clobbered. asm! guarantees a call-aligned stack pointer on entry.
+    #[cfg(target_arch = "x86_64")]
+    unsafe {
+        core::arch::asm!(
+            "call {target}",
+            target = sym grove_switch,
+            inout("rdi") arg => _,
+            inout("rsi") from => _,
+            inout("rdx") to => _,
+            out("rax") ret,
+            clobber_abi("C"),
+        );
+    }
+    // SAFETY: as above; `bl` writes x30, declared clobbered.
+    #[cfg(target_arch = "aarch64")]
+    unsafe {
+        core::arch::asm!(
+            "bl {target}",
+            target = sym grove_switch,
+            inout("x0") arg => ret,
+            inout("x1") from => _,
+            inout("x2") to => _,
+            out("x30") _,
+            clobber_abi("C"),
+        );
+    }
+    ret
 }
 
 /// The same switch as [`switch`], for going *back* to a context that is suspended in a
