@@ -6,6 +6,9 @@
 //! cargo run --release --example bench -- switch [N]   greenlet switch round trip      ns/round-trip
 //! cargo run --release --example bench -- create [N]   pooled stack + run to the end   ns/greenlet
 //! cargo run --release --example bench -- stacks [N]   N live greenlets on 64 KiB stacks bytes/greenlet
+//! cargo run --release --example bench -- spawn [N]    spawn + join, batches of 1000   ns/task
+//! cargo run --release --example bench -- yield [N]    two greenlets yielding N times   ns/yield
+//! cargo run --release --example bench -- timers [N]   N greenlets sleep U(0,1) s       ms (p99 lateness)
 //! ```
 //!
 //! Micro cases report the median of 7 in-process repetitions, like the peers.
@@ -191,14 +194,101 @@ fn stacks(n: u64) {
     );
 }
 
+fn spawn_case(n: u64) {
+    let mut samples = Vec::new();
+    for _ in 0..REPS {
+        let t = Instant::now();
+        for _ in 0..n / 1000 {
+            let gs: Vec<_> = (0..1000).map(|_| grove::spawn(|| ())).collect();
+            for g in gs {
+                g.join().expect("join");
+            }
+        }
+        samples.push(ns_per(t, n));
+    }
+    result(&mut samples, "ns/task", "grove spawn+join");
+}
+
+fn yield_case(n: u64) {
+    let mut samples = Vec::new();
+    for _ in 0..REPS {
+        let t = Instant::now();
+        let a = grove::spawn(move || {
+            for _ in 0..n {
+                grove::yield_now()
+            }
+        });
+        let b = grove::spawn(move || {
+            for _ in 0..n {
+                grove::yield_now()
+            }
+        });
+        a.join().unwrap();
+        b.join().unwrap();
+        samples.push(ns_per(t, 2 * n));
+    }
+    result(&mut samples, "ns/yield", "grove yield_now");
+}
+
+/// The peers' deterministic U(0,1) sequence, so every runtime sleeps the same durations.
+fn uniform(i: u64) -> std::time::Duration {
+    let mut x = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xD1B5_4A32_D192_ED03;
+    x ^= x >> 31;
+    x = x.wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x ^= x >> 29;
+    std::time::Duration::from_nanos(x % 1_000_000_000)
+}
+
+fn timers_case(n: u64) {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+    let late = Rc::new(RefCell::new(Vec::with_capacity(n as usize)));
+    let t0 = Instant::now();
+    let gs: Vec<_> = (0..n)
+        .map(|i| {
+            let late = late.clone();
+            grove::Builder::new()
+                .stack_size(32 * 1024)
+                .spawn(move || {
+                    let d = uniform(i);
+                    let start = Instant::now();
+                    grove::sleep(d);
+                    let lateness = start.elapsed().saturating_sub(d);
+                    late.borrow_mut().push(lateness.as_secs_f64() * 1e3);
+                })
+                .expect("spawn")
+        })
+        .collect();
+    let spawned = t0.elapsed();
+    for g in gs {
+        g.join().unwrap();
+    }
+    println!("spawned {n} in {spawned:.2?}");
+    let mut l = late.borrow_mut();
+    l.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let p50 = l[l.len() / 2];
+    let p99 = l[l.len() * 99 / 100];
+    println!(
+        "{n} sleepers done in {:.3} s wall; lateness p50 {p50:.3} ms, p99 {p99:.3} ms, max {:.3} ms",
+        t0.elapsed().as_secs_f64(),
+        l[l.len() - 1]
+    );
+    println!("RESULT {p99:.3} ms grove timers p99 lateness");
+}
+
 fn main() {
     let case = std::env::args().nth(1).unwrap_or_default();
     match case.as_str() {
         "switch" => switch(arg(2, 10_000_000)),
         "create" => create(arg(2, 1_000_000)),
         "stacks" => stacks(arg(2, 100_000)),
+        "spawn" => spawn_case(arg(2, 100_000)),
+        "yield" => yield_case(arg(2, 1_000_000)),
+        "timers" => timers_case(arg(2, 100_000)),
         _ => {
-            eprintln!("usage: bench switch|create|stacks [N]   (see benches/bench.rs)");
+            eprintln!(
+                "usage: bench switch|create|stacks|spawn|yield|timers [N]   (see benches/bench.rs)"
+            );
             std::process::exit(2);
         }
     }

@@ -114,5 +114,30 @@ fn main() {
     }
     let ns = t.elapsed().as_nanos() as f64 / n as f64;
     println!("  a switch round trip (main -> greenlet -> main) takes {ns:.1} ns here");
+
+    // 6. The hub: greenlets scheduled by this thread's event loop. Spawned greenlets start on
+    //    a later loop turn; sleeping ones let the others run.
+    println!("\ngrove tour, part 2: the hub\n");
+    let t = Instant::now();
+    let sleepers: Vec<_> = [30u64, 10, 20]
+        .into_iter()
+        .map(|ms| {
+            grove::Builder::new()
+                .name(format!("sleeper-{ms}"))
+                .spawn(move || {
+                    grove::sleep(std::time::Duration::from_millis(ms));
+                    println!("  sleeper-{ms} woke after {:.1?}", t.elapsed());
+                    ms
+                })
+                .expect("spawn")
+        })
+        .collect();
+    println!("  spawned 3 sleepers; none has run yet (spawn never runs at once)");
+    let total: u64 = sleepers.into_iter().map(|g| g.get().unwrap()).sum();
+    println!(
+        "  all three slept concurrently: {total} ms of sleeping in {:.1?} of wall time",
+        t.elapsed()
+    );
+
     println!("\nsee `cargo run --release --example bench -- switch` for the measured figures");
 }

@@ -1,8 +1,8 @@
 //! # grove: green threads for Rust
 //!
 //! grove gives Rust what gevent gives Python: many lightweight green threads ("greenlets")
-//! that read like plain blocking code, multiplexed by one event loop per OS thread. This
-//! release holds the foundation the rest is built on:
+//! that read like plain blocking code, multiplexed by one event loop per OS thread. The
+//! layers, bottom up:
 //!
 //! | layer | module | needs |
 //! |---|---|---|
@@ -10,6 +10,25 @@
 //! | the stack contract, static stacks | [`stack`] | nothing (`no_std`) |
 //! | mmap'd guard-paged stacks, the per-thread pool, overflow reports | [`stack`] | `std` |
 //! | raw greenlets (python-greenlet's model): switch, throw, parent | [`greenlet`] | `std` |
+//! | the I/O pollers (epoll, kqueue, poll, select) and cross-thread wake-ups | [`sys`] | `std` |
+//! | the hub: per-thread loop, timers, fd readiness, [`HubHandle`](hub::HubHandle) | [`hub`] | `std` |
+//! | scheduled greenlets: [`spawn`], [`Greenlet::join`], [`sleep`], [`yield_now`] | crate root | `std` |
+//!
+//! The hub layer is young: spawn, join, get, sleep, yield, fd waits and cross-thread callbacks
+//! work under every poller backend; kill, links, timeouts and the rest of gevent's API come
+//! next.
+//!
+//! ```
+//! let a = grove::spawn(|| {
+//!     grove::sleep(std::time::Duration::from_millis(10));
+//!     "slept"
+//! });
+//! let b = grove::spawn(|| 6 * 7); // neither has run yet: they start when main waits
+//! assert_eq!(b.get(), Ok(42));
+//! assert_eq!(a.get(), Ok("slept"));
+//! ```
+//!
+//! The raw greenlets underneath, python-greenlet style:
 //!
 //! ```
 //! use grove::greenlet::Greenlet;
@@ -36,6 +55,17 @@
 pub mod arch;
 #[cfg(feature = "std")]
 pub mod greenlet;
+#[cfg(feature = "std")]
+pub mod hub;
+#[cfg(feature = "std")]
+mod spawn;
 pub mod stack;
 #[cfg(feature = "std")]
+pub mod sys;
+#[cfg(feature = "std")]
 mod syscall;
+
+#[cfg(feature = "std")]
+pub use hub::event_loop::{sleep, wait_readable, wait_writable, yield_now};
+#[cfg(feature = "std")]
+pub use spawn::{spawn, Builder, Greenlet, GreenletError};

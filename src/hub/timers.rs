@@ -1,0 +1,881 @@
+//! The hub's timer queue: pending timers keyed by a monotonic [`Deadline`], earliest first.
+//!
+//! Time is a plain `u64` of nanoseconds since an arbitrary epoch ([`Deadline`]), not
+//! [`std::time::Instant`], so that a test clock can drive the queue with made-up numbers and
+//! the hub can convert once at its edge with an [`Epoch`]. The queue never reads a clock
+//! itself: callers pass `now` in.
+//!
+//! [`TimerQueue`] is an indexed 4-ary min-heap:
+//!
+//! - the heap is a `Vec` of small `Copy` entries (deadline, insertion sequence number, slot),
+//!   24 bytes each, ordered by `(deadline, sequence)`; the sequence number makes timers with
+//!   equal deadlines come out in insertion order (FIFO), which the hub relies on;
+//! - a slab of slots gives each timer a generation number and its position in the heap
+//!   (8 bytes, in their own `Vec`, the only slab memory that sifting writes to), and holds
+//!   its value (in a parallel `Vec<Option<T>>`); a [`TimerId`] is (slot, generation), so
+//!   cancelling or rescheduling is O(log n) and an id whose timer has fired or been cancelled
+//!   is simply stale: it returns `None` or `false`, never panics, and never touches a newer
+//!   timer that reuses its slot.
+//!
+//! Memory is `24 + 8 + size_of::<Option<T>>()` bytes per timer, plus `Vec` growth slack:
+//! 40 bytes per timer for an 8-byte `T` with a niche (a `Box`, an `Rc`, a `NonZeroU64`), 48
+//! for a plain `u64`. The slab never shrinks (a slot's generation must outlive every id that
+//! names it); the high-water mark of pending timers sets its size.
+//!
+//! ```
+//! use grove::hub::timers::{Deadline, TimerQueue};
+//! use std::time::Duration;
+//!
+//! let mut q = TimerQueue::new();
+//! let now = Deadline::from_nanos(1_000);
+//! let a = q.insert(Deadline::after(now, Duration::from_nanos(50)), "a");
+//! let b = q.insert(Deadline::after(now, Duration::from_nanos(10)), "b");
+//! let c = q.insert(Deadline::after(now, Duration::from_nanos(10)), "c");
+//! assert_eq!(q.cancel(c), Some("c"));
+//! assert_eq!(q.cancel(c), None); // stale: already cancelled
+//! assert_eq!(q.next_deadline(), Some(Deadline::from_nanos(1_010)));
+//! assert_eq!(q.pop_expired(now), None); // nothing due yet
+//! assert_eq!(q.pop_expired(Deadline::from_nanos(2_000)), Some((b, "b")));
+//! assert_eq!(q.pop_expired(Deadline::from_nanos(2_000)), Some((a, "a")));
+//! assert!(q.is_empty());
+//! ```
+#![forbid(unsafe_code)]
+
+use core::time::Duration;
+use std::time::Instant;
+
+/// A point in monotonic time: nanoseconds since an arbitrary epoch.
+///
+/// The epoch is whatever the caller chose (an [`Epoch`] for real time, zero for a test
+/// clock); only differences and order matter. [`Deadline::MAX`] is the far future ("never"),
+/// about 584 years after the epoch: every arithmetic helper saturates to it rather than
+/// overflowing or panicking.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Deadline(pub u64);
+
+impl Deadline {
+    /// The epoch itself.
+    pub const ZERO: Deadline = Deadline(0);
+    /// The far future: what overflowing deadlines and `Duration::MAX` clamp to.
+    pub const MAX: Deadline = Deadline(u64::MAX);
+
+    /// The deadline `nanos` nanoseconds after the epoch.
+    pub const fn from_nanos(nanos: u64) -> Deadline {
+        Deadline(nanos)
+    }
+
+    /// Nanoseconds since the epoch.
+    pub const fn as_nanos(self) -> u64 {
+        self.0
+    }
+
+    /// The deadline `delay` after `now`, saturating: a delay too long to represent (up to
+    /// `Duration::MAX`) gives [`Deadline::MAX`]; a zero delay gives `now` itself, which
+    /// [`TimerQueue::pop_expired`] with the same `now` already treats as expired.
+    pub fn after(now: Deadline, delay: Duration) -> Deadline {
+        let nanos = u64::try_from(delay.as_nanos()).unwrap_or(u64::MAX);
+        Deadline(now.0.saturating_add(nanos))
+    }
+
+    /// How long from `now` until this deadline; zero if it has passed. This is the hub's
+    /// poll timeout.
+    pub fn saturating_duration_since(self, now: Deadline) -> Duration {
+        Duration::from_nanos(self.0.saturating_sub(now.0))
+    }
+
+    /// Whether this is [`Deadline::MAX`], the "never" deadline.
+    pub const fn is_max(self) -> bool {
+        self.0 == u64::MAX
+    }
+}
+
+/// Converts between [`std::time::Instant`] and [`Deadline`], counting from a fixed base
+/// instant.
+///
+/// The hub keeps one per thread and converts at its edge: `epoch.now()` before checking
+/// timers, `epoch.deadline(instant)` for a caller's absolute deadline. Instants before the
+/// base map to [`Deadline::ZERO`]; instants more than ~584 years after it map to
+/// [`Deadline::MAX`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Epoch {
+    base: Instant,
+}
+
+impl Epoch {
+    /// An epoch starting now.
+    pub fn new() -> Epoch {
+        Epoch {
+            base: Instant::now(),
+        }
+    }
+
+    /// An epoch starting at `base`.
+    pub fn starting_at(base: Instant) -> Epoch {
+        Epoch { base }
+    }
+
+    /// The instant that [`Deadline::ZERO`] stands for.
+    pub fn base(&self) -> Instant {
+        self.base
+    }
+
+    /// The current time as a [`Deadline`].
+    pub fn now(&self) -> Deadline {
+        self.deadline(Instant::now())
+    }
+
+    /// `instant` as a [`Deadline`], saturating at both ends.
+    pub fn deadline(&self, instant: Instant) -> Deadline {
+        let since = instant.saturating_duration_since(self.base);
+        Deadline::after(Deadline::ZERO, since)
+    }
+
+    /// `deadline` as an [`Instant`], or `None` if the platform's `Instant` cannot represent
+    /// it (typically [`Deadline::MAX`]).
+    pub fn instant(&self, deadline: Deadline) -> Option<Instant> {
+        self.base
+            .checked_add(Duration::from_nanos(deadline.as_nanos()))
+    }
+}
+
+impl Default for Epoch {
+    fn default() -> Epoch {
+        Epoch::new()
+    }
+}
+
+/// Names one timer in a [`TimerQueue`]: a slot index and the slot's generation.
+///
+/// Once the timer fires or is cancelled its id is stale for good: the slot's generation moves
+/// on when it is freed, so an old id does not match the next timer stored in the same slot.
+/// (Generations are 32 bits and wrap: an id kept across four billion reuses of one slot could
+/// alias, which the hub never does.)
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct TimerId {
+    slot: u32,
+    generation: u32,
+}
+
+impl TimerId {
+    /// The id packed into a `u64` (generation in the high half), e.g. to stash it in a
+    /// user-data word.
+    pub const fn to_bits(self) -> u64 {
+        ((self.generation as u64) << 32) | self.slot as u64
+    }
+
+    /// The id [`to_bits`](TimerId::to_bits) packed. Any `u64` is accepted: one that names no
+    /// live timer just behaves as a stale id.
+    pub const fn from_bits(bits: u64) -> TimerId {
+        TimerId {
+            slot: bits as u32,
+            generation: (bits >> 32) as u32,
+        }
+    }
+}
+
+/// One heap entry. `Copy` and small, so sifting moves 24 bytes, never a `T`.
+#[derive(Clone, Copy, Debug)]
+struct Entry {
+    deadline: u64,
+    /// Insertion order, unique per queue: breaks deadline ties FIFO.
+    seq: u64,
+    slot: u32,
+}
+
+impl Entry {
+    #[inline]
+    fn key(&self) -> (u64, u64) {
+        (self.deadline, self.seq)
+    }
+}
+
+/// The bookkeeping half of one slab slot; the slot is occupied while its value (in
+/// `TimerQueue::values`, same index) is `Some`.
+#[derive(Clone, Copy, Debug)]
+struct Meta {
+    generation: u32,
+    /// Occupied: the entry's index in the heap. Vacant: the next free slot, or `NONE`.
+    link: u32,
+}
+
+const NONE: u32 = u32::MAX;
+/// Children per heap node. Four halves the depth of a binary heap and keeps the children of
+/// a node within one or two cache lines.
+const ARITY: usize = 4;
+
+/// Pending timers, earliest deadline first, FIFO among equal deadlines.
+///
+/// Every operation is O(log n) except [`next_deadline`](TimerQueue::next_deadline),
+/// [`len`](TimerQueue::len) and the lookups, which are O(1). See the [module
+/// docs](self) for the layout and memory cost.
+#[derive(Debug)]
+pub struct TimerQueue<T> {
+    heap: Vec<Entry>,
+    meta: Vec<Meta>,
+    values: Vec<Option<T>>,
+    free: u32,
+    next_seq: u64,
+}
+
+impl<T> Default for TimerQueue<T> {
+    fn default() -> Self {
+        TimerQueue::new()
+    }
+}
+
+impl<T> TimerQueue<T> {
+    /// An empty queue. Allocates nothing until the first insert.
+    pub const fn new() -> Self {
+        TimerQueue {
+            heap: Vec::new(),
+            meta: Vec::new(),
+            values: Vec::new(),
+            free: NONE,
+            next_seq: 0,
+        }
+    }
+
+    /// An empty queue with room for `capacity` timers before it reallocates.
+    pub fn with_capacity(capacity: usize) -> Self {
+        TimerQueue {
+            heap: Vec::with_capacity(capacity),
+            meta: Vec::with_capacity(capacity),
+            values: Vec::with_capacity(capacity),
+            free: NONE,
+            next_seq: 0,
+        }
+    }
+
+    /// The number of pending timers.
+    pub fn len(&self) -> usize {
+        self.heap.len()
+    }
+
+    /// Whether no timer is pending.
+    pub fn is_empty(&self) -> bool {
+        self.heap.is_empty()
+    }
+
+    /// Bytes this queue has allocated (heap and slab capacity; not what the values
+    /// themselves own).
+    pub fn allocated_bytes(&self) -> usize {
+        self.heap.capacity() * core::mem::size_of::<Entry>()
+            + self.meta.capacity() * core::mem::size_of::<Meta>()
+            + self.values.capacity() * core::mem::size_of::<Option<T>>()
+    }
+
+    /// Adds a timer due at `deadline` holding `value`, and returns its id. O(log n).
+    ///
+    /// Among timers with equal deadlines, the one inserted first fires first.
+    ///
+    /// # Panics
+    ///
+    /// If more than `u32::MAX - 1` timers are pending at once, or after 2^64 inserts.
+    pub fn insert(&mut self, deadline: Deadline, value: T) -> TimerId {
+        let pos = self.heap.len() as u32;
+        let (slot, generation) = if self.free != NONE {
+            let slot = self.free;
+            let m = &mut self.meta[slot as usize];
+            self.free = m.link;
+            m.link = pos;
+            self.values[slot as usize] = Some(value);
+            (slot, m.generation)
+        } else {
+            let slot = u32::try_from(self.meta.len())
+                .ok()
+                .filter(|&s| s != NONE)
+                .expect("grove: more than u32::MAX - 1 pending timers");
+            self.meta.push(Meta {
+                generation: 0,
+                link: pos,
+            });
+            self.values.push(Some(value));
+            (slot, 0)
+        };
+        let seq = self.take_seq();
+        self.heap.push(Entry {
+            deadline: deadline.0,
+            seq,
+            slot,
+        });
+        self.sift_up(pos as usize);
+        TimerId { slot, generation }
+    }
+
+    /// Removes the timer `id` and returns its value, or `None` if `id` is stale (fired or
+    /// cancelled already) or was never issued by this queue. O(log n); never panics.
+    pub fn cancel(&mut self, id: TimerId) -> Option<T> {
+        let pos = self.position(id)?;
+        self.remove_at(pos);
+        Some(self.free_slot(id.slot))
+    }
+
+    /// Moves the timer `id` to `deadline`; returns `false` (and does nothing) if `id` is
+    /// stale. O(log n).
+    ///
+    /// A rescheduled timer counts as newly inserted for the FIFO rule: it fires after every
+    /// timer already pending with the same deadline, even if its deadline did not change.
+    pub fn reschedule(&mut self, id: TimerId, deadline: Deadline) -> bool {
+        let Some(pos) = self.position(id) else {
+            return false;
+        };
+        let seq = self.take_seq();
+        let entry = &mut self.heap[pos];
+        entry.deadline = deadline.0;
+        entry.seq = seq;
+        if self.sift_up(pos) == pos {
+            self.sift_down(pos);
+        }
+        true
+    }
+
+    /// The earliest pending deadline, or `None` if no timer is pending. O(1).
+    pub fn next_deadline(&self) -> Option<Deadline> {
+        self.heap.first().map(|e| Deadline(e.deadline))
+    }
+
+    /// Removes and returns the earliest timer if it is due, that is if its deadline is at or
+    /// before `now`; `None` otherwise. O(log n).
+    ///
+    /// Calling it until it returns `None` yields every expired timer in deadline order, and
+    /// timers with equal deadlines in the order they were inserted (or last rescheduled).
+    pub fn pop_expired(&mut self, now: Deadline) -> Option<(TimerId, T)> {
+        let top = *self.heap.first()?;
+        if top.deadline > now.0 {
+            return None;
+        }
+        self.remove_at(0);
+        let generation = self.meta[top.slot as usize].generation;
+        let value = self.free_slot(top.slot);
+        Some((
+            TimerId {
+                slot: top.slot,
+                generation,
+            },
+            value,
+        ))
+    }
+
+    /// Whether `id` names a pending timer.
+    pub fn contains(&self, id: TimerId) -> bool {
+        self.position(id).is_some()
+    }
+
+    /// The deadline of the pending timer `id`, or `None` if `id` is stale.
+    pub fn deadline(&self, id: TimerId) -> Option<Deadline> {
+        self.position(id)
+            .map(|pos| Deadline(self.heap[pos].deadline))
+    }
+
+    /// The value of the pending timer `id`, or `None` if `id` is stale.
+    pub fn get(&self, id: TimerId) -> Option<&T> {
+        let m = self.meta.get(id.slot as usize)?;
+        if m.generation != id.generation {
+            return None;
+        }
+        self.values[id.slot as usize].as_ref()
+    }
+
+    /// The value of the pending timer `id`, mutably, or `None` if `id` is stale.
+    pub fn get_mut(&mut self, id: TimerId) -> Option<&mut T> {
+        let m = self.meta.get(id.slot as usize)?;
+        if m.generation != id.generation {
+            return None;
+        }
+        self.values[id.slot as usize].as_mut()
+    }
+
+    // ---- internals ----
+
+    fn take_seq(&mut self) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq = seq.checked_add(1).expect("grove: timer sequence overflow");
+        seq
+    }
+
+    /// The heap index of the live timer `id`.
+    fn position(&self, id: TimerId) -> Option<usize> {
+        let m = self.meta.get(id.slot as usize)?;
+        let live = m.generation == id.generation && self.values[id.slot as usize].is_some();
+        live.then_some(m.link as usize)
+    }
+
+    /// Empties `slot` (which must be occupied and already out of the heap), bumps its
+    /// generation so old ids go stale, and puts it on the free list.
+    fn free_slot(&mut self, slot: u32) -> T {
+        let m = &mut self.meta[slot as usize];
+        m.generation = m.generation.wrapping_add(1);
+        m.link = self.free;
+        self.free = slot;
+        self.values[slot as usize]
+            .take()
+            .expect("freeing an occupied slot")
+    }
+
+    /// Removes the heap entry at `pos`, keeping the heap ordered. The slot is left alone.
+    fn remove_at(&mut self, pos: usize) {
+        let last = self.heap.pop().expect("remove_at on an empty heap");
+        if pos < self.heap.len() {
+            self.heap[pos] = last;
+            self.meta[last.slot as usize].link = pos as u32;
+            if self.sift_up(pos) == pos {
+                self.sift_down(pos);
+            }
+        }
+    }
+
+    #[inline]
+    fn place(&mut self, pos: usize, entry: Entry) {
+        self.heap[pos] = entry;
+        self.meta[entry.slot as usize].link = pos as u32;
+    }
+
+    /// Moves the entry at `pos` up while it is smaller than its parent; returns where it
+    /// ended.
+    fn sift_up(&mut self, mut pos: usize) -> usize {
+        let entry = self.heap[pos];
+        let key = entry.key();
+        while pos > 0 {
+            let parent = (pos - 1) / ARITY;
+            let p = self.heap[parent];
+            if p.key() <= key {
+                break;
+            }
+            self.place(pos, p);
+            pos = parent;
+        }
+        self.place(pos, entry);
+        pos
+    }
+
+    /// Moves the entry at `pos` down while a child is smaller; returns where it ended.
+    fn sift_down(&mut self, mut pos: usize) -> usize {
+        let entry = self.heap[pos];
+        let key = entry.key();
+        let len = self.heap.len();
+        loop {
+            let first = pos * ARITY + 1;
+            if first >= len {
+                break;
+            }
+            let end = (first + ARITY).min(len);
+            let mut best = first;
+            let mut best_key = self.heap[first].key();
+            for child in first + 1..end {
+                let k = self.heap[child].key();
+                if k < best_key {
+                    best = child;
+                    best_key = k;
+                }
+            }
+            if best_key >= key {
+                break;
+            }
+            self.place(pos, self.heap[best]);
+            pos = best;
+        }
+        self.place(pos, entry);
+        pos
+    }
+
+    /// Checks every structural invariant; panics with a description on the first broken one.
+    #[cfg(test)]
+    fn check_invariants(&self) {
+        for (i, e) in self.heap.iter().enumerate() {
+            if i > 0 {
+                let parent = &self.heap[(i - 1) / ARITY];
+                assert!(parent.key() <= e.key(), "heap order broken at {i}");
+            }
+            let slot = e.slot as usize;
+            assert!(
+                self.values[slot].is_some(),
+                "heap entry {i} points at a vacant slot"
+            );
+            assert_eq!(
+                self.meta[slot].link as usize, i,
+                "slot {slot} has a wrong position"
+            );
+        }
+        assert_eq!(
+            self.meta.len(),
+            self.values.len(),
+            "slab halves differ in length"
+        );
+        let occupied = self.values.iter().filter(|v| v.is_some()).count();
+        assert_eq!(occupied, self.heap.len(), "occupied slots != heap entries");
+        let mut free = 0;
+        let mut at = self.free;
+        while at != NONE {
+            assert!(
+                self.values[at as usize].is_none(),
+                "occupied slot {at} on the free list"
+            );
+            free += 1;
+            assert!(free <= self.meta.len(), "free list cycles");
+            at = self.meta[at as usize].link;
+        }
+        assert_eq!(
+            free + occupied,
+            self.meta.len(),
+            "slots lost from the free list"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn d(n: u64) -> Deadline {
+        Deadline(n)
+    }
+
+    #[test]
+    fn deadline_after_saturates() {
+        let now = d(1_000);
+        assert_eq!(Deadline::after(now, Duration::ZERO), now);
+        assert_eq!(Deadline::after(now, Duration::from_nanos(5)), d(1_005));
+        assert_eq!(
+            Deadline::after(now, Duration::from_secs(1)),
+            d(1_000_001_000)
+        );
+        assert_eq!(Deadline::after(now, Duration::MAX), Deadline::MAX);
+        assert_eq!(
+            Deadline::after(d(u64::MAX - 3), Duration::from_nanos(10)),
+            Deadline::MAX
+        );
+        assert_eq!(
+            Deadline::after(Deadline::MAX, Duration::ZERO),
+            Deadline::MAX
+        );
+        // u64::MAX ns is ~584 years; a Duration just past it clamps.
+        let just_past = Duration::from_nanos(u64::MAX) + Duration::from_nanos(1);
+        assert_eq!(Deadline::after(Deadline::ZERO, just_past), Deadline::MAX);
+        assert!(Deadline::MAX.is_max() && !now.is_max());
+    }
+
+    #[test]
+    fn duration_until() {
+        assert_eq!(
+            d(10).saturating_duration_since(d(4)),
+            Duration::from_nanos(6)
+        );
+        assert_eq!(d(4).saturating_duration_since(d(10)), Duration::ZERO);
+    }
+
+    #[test]
+    fn zero_delay_expires_at_the_next_check() {
+        let mut q = TimerQueue::new();
+        let now = d(77);
+        let id = q.insert(Deadline::after(now, Duration::ZERO), ());
+        assert_eq!(q.pop_expired(now), Some((id, ())));
+    }
+
+    #[test]
+    fn epoch_round_trips() {
+        let base = Instant::now();
+        let e = Epoch::starting_at(base);
+        assert_eq!(e.base(), base);
+        assert_eq!(e.deadline(base), Deadline::ZERO);
+        let later = base + Duration::from_millis(1500);
+        assert_eq!(e.deadline(later), d(1_500_000_000));
+        assert_eq!(e.instant(d(1_500_000_000)), Some(later));
+        // Before the base clamps to zero.
+        let e2 = Epoch::starting_at(later);
+        assert_eq!(e2.deadline(base), Deadline::ZERO);
+        assert!(e.now() <= Epoch::starting_at(base).now());
+        let _ = Epoch::default().now();
+    }
+
+    #[test]
+    fn empty_queue() {
+        let mut q: TimerQueue<u32> = TimerQueue::default();
+        assert!(q.is_empty());
+        assert_eq!(q.len(), 0);
+        assert_eq!(q.next_deadline(), None);
+        assert_eq!(q.pop_expired(Deadline::MAX), None);
+        assert_eq!(q.cancel(TimerId::from_bits(0)), None);
+        assert_eq!(q.cancel(TimerId::from_bits(u64::MAX)), None);
+        assert!(!q.reschedule(TimerId::from_bits(0), d(1)));
+        assert_eq!(q.allocated_bytes(), 0);
+    }
+
+    #[test]
+    fn fifo_among_equal_deadlines() {
+        let mut q = TimerQueue::new();
+        let ids: Vec<_> = (0..100).map(|i| q.insert(d(5), i)).collect();
+        q.insert(d(3), 1000);
+        q.check_invariants();
+        assert_eq!(q.pop_expired(d(5)).map(|p| p.1), Some(1000));
+        for (i, id) in ids.into_iter().enumerate() {
+            assert_eq!(q.pop_expired(d(5)), Some((id, i)));
+        }
+        assert!(q.is_empty());
+    }
+
+    #[test]
+    fn stale_ids_do_not_touch_reused_slots() {
+        let mut q = TimerQueue::new();
+        let a = q.insert(d(1), "a");
+        assert_eq!(q.cancel(a), Some("a"));
+        let b = q.insert(d(2), "b"); // reuses a's slot
+        assert_eq!(a.slot, b.slot);
+        assert_ne!(a, b);
+        assert_eq!(q.cancel(a), None);
+        assert!(!q.reschedule(a, d(0)));
+        assert!(!q.contains(a));
+        assert_eq!(q.get(a), None);
+        assert_eq!(q.get_mut(a), None);
+        assert_eq!(q.deadline(a), None);
+        assert_eq!(q.get(b), Some(&"b"));
+        assert_eq!(q.deadline(b), Some(d(2)));
+        // Fired ids are stale too.
+        assert_eq!(q.pop_expired(d(2)), Some((b, "b")));
+        assert_eq!(q.cancel(b), None);
+        // Forged ids are harmless.
+        let c = q.insert(d(3), "c");
+        let forged = TimerId {
+            slot: c.slot,
+            generation: c.generation.wrapping_add(7),
+        };
+        assert_eq!(q.cancel(forged), None);
+        assert_eq!(q.cancel(TimerId::from_bits(c.to_bits())), Some("c"));
+        q.check_invariants();
+    }
+
+    #[test]
+    fn reschedule_moves_both_ways_and_goes_to_the_back() {
+        let mut q = TimerQueue::new();
+        let a = q.insert(d(10), 'a');
+        let b = q.insert(d(20), 'b');
+        let c = q.insert(d(20), 'c');
+        assert!(q.reschedule(b, d(20))); // same deadline: now behind c
+        assert!(q.reschedule(a, d(30))); // later
+        let e = q.insert(d(40), 'e');
+        assert!(q.reschedule(e, d(1))); // earlier
+        *q.get_mut(e).unwrap() = 'E';
+        q.check_invariants();
+        let order: Vec<_> = core::iter::from_fn(|| q.pop_expired(Deadline::MAX)).collect();
+        assert_eq!(order, vec![(e, 'E'), (c, 'c'), (b, 'b'), (a, 'a')]);
+    }
+
+    #[test]
+    fn not_due_is_not_popped() {
+        let mut q = TimerQueue::new();
+        q.insert(d(10), ());
+        assert_eq!(q.pop_expired(d(9)), None);
+        assert_eq!(q.len(), 1);
+        assert!(q.pop_expired(d(10)).is_some());
+    }
+
+    #[test]
+    fn drops_pending_values() {
+        use std::rc::Rc;
+        let v = Rc::new(());
+        {
+            let mut q = TimerQueue::new();
+            for i in 0..10 {
+                q.insert(d(i), Rc::clone(&v));
+            }
+            assert_eq!(Rc::strong_count(&v), 11);
+        }
+        assert_eq!(Rc::strong_count(&v), 1);
+    }
+
+    #[test]
+    fn memory_per_timer() {
+        assert_eq!(core::mem::size_of::<Entry>(), 24);
+        assert_eq!(core::mem::size_of::<Meta>(), 8);
+        assert_eq!(core::mem::size_of::<Option<Box<u8>>>(), 8);
+        assert_eq!(core::mem::size_of::<Option<u64>>(), 16);
+        let mut q = TimerQueue::with_capacity(1000);
+        for i in 0..1000u64 {
+            q.insert(d(i), i);
+        }
+        assert_eq!(q.allocated_bytes(), 1000 * 48);
+    }
+
+    /// A million timers: insert in a scrambled order, cancel every other one, pop the rest.
+    /// Takes about a second in a debug build; `GROVE_STRESS=1` multiplies it by 4.
+    #[test]
+    fn million_timers() {
+        let n: u64 = if std::env::var_os("GROVE_STRESS").is_some() {
+            4_000_000
+        } else {
+            1_000_000
+        };
+        let mut q = TimerQueue::with_capacity(n as usize);
+        // Deadlines in a scrambled order (7919 is prime, so i -> i * 7919 mod n is a
+        // permutation), colliding in groups of 4; the value is the insertion index.
+        let deadline_of = |i: u64| d((i * 7_919) % n / 4);
+        let ids: Vec<_> = (0..n).map(|i| q.insert(deadline_of(i), i)).collect();
+        assert_eq!(q.len(), n as usize);
+        eprintln!(
+            "{} timers: {} bytes allocated, {:.1} bytes/timer",
+            n,
+            q.allocated_bytes(),
+            q.allocated_bytes() as f64 / n as f64
+        );
+        for id in ids.iter().step_by(2) {
+            assert!(q.cancel(*id).is_some());
+        }
+        assert_eq!(q.len(), (n / 2) as usize);
+        let mut last: Option<(Deadline, u64)> = None;
+        let mut count = 0;
+        while let Some((id, i)) = q.pop_expired(Deadline::MAX) {
+            assert_eq!(i % 2, 1, "a cancelled timer fired");
+            assert_eq!(id, ids[i as usize]);
+            // Deadline order, FIFO among equal deadlines.
+            let key = (deadline_of(i), i);
+            if let Some(prev) = last {
+                assert!(prev < key, "{prev:?} then {key:?}");
+            }
+            last = Some(key);
+            count += 1;
+        }
+        assert_eq!(count, n / 2);
+        for id in ids.iter().take(100) {
+            assert_eq!(q.cancel(*id), None);
+        }
+    }
+
+    // ---- property tests against a naive model ----
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        /// Insert at `now + delay` (small delays, so deadlines collide).
+        Insert(u8),
+        /// Cancel the `n % issued`-th id ever issued (often stale).
+        Cancel(usize),
+        /// Reschedule the `n % issued`-th id ever issued to `now + delay`.
+        Reschedule(usize, u8),
+        /// Cancel an id that was never issued.
+        CancelForged(u64),
+        /// Advance the clock.
+        Advance(u8),
+        /// Pop everything expired at `now`.
+        PopAll,
+        /// Pop one timer if one is due.
+        PopOne,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => any::<u8>().prop_map(|x| Op::Insert(x % 16)),
+            2 => any::<usize>().prop_map(Op::Cancel),
+            2 => (any::<usize>(), any::<u8>()).prop_map(|(i, x)| Op::Reschedule(i, x % 16)),
+            1 => any::<u64>().prop_map(Op::CancelForged),
+            2 => any::<u8>().prop_map(|x| Op::Advance(x % 8)),
+            1 => Just(Op::PopAll),
+            2 => Just(Op::PopOne),
+        ]
+    }
+
+    /// The reference: a plain Vec of (deadline, seq, id, value), searched linearly.
+    #[derive(Default)]
+    struct Model {
+        live: Vec<(u64, u64, TimerId, u32)>,
+        seq: u64,
+    }
+
+    impl Model {
+        fn pop_expired(&mut self, now: u64) -> Option<(TimerId, u32)> {
+            let i = (0..self.live.len())
+                .filter(|&i| self.live[i].0 <= now)
+                .min_by_key(|&i| (self.live[i].0, self.live[i].1))?;
+            let (_, _, id, v) = self.live.remove(i);
+            Some((id, v))
+        }
+        fn find(&self, id: TimerId) -> Option<usize> {
+            self.live.iter().position(|e| e.2 == id)
+        }
+    }
+
+    fn run_ops(ops: &[Op]) {
+        let mut q = TimerQueue::new();
+        let mut m = Model::default();
+        let mut issued: Vec<TimerId> = Vec::new();
+        let mut now = 0u64;
+        let mut next_value = 0u32;
+        for op in ops {
+            match *op {
+                Op::Insert(delay) => {
+                    let dl = Deadline::after(d(now), Duration::from_nanos(delay as u64));
+                    let id = q.insert(dl, next_value);
+                    assert!(!issued.contains(&id), "id {id:?} issued twice");
+                    issued.push(id);
+                    m.live.push((dl.0, m.seq, id, next_value));
+                    m.seq += 1;
+                    next_value += 1;
+                }
+                Op::Cancel(i) if !issued.is_empty() => {
+                    let id = issued[i % issued.len()];
+                    let want = m.find(id).map(|i| m.live.remove(i).3);
+                    assert_eq!(q.cancel(id), want);
+                }
+                Op::Reschedule(i, delay) if !issued.is_empty() => {
+                    let id = issued[i % issued.len()];
+                    let dl = now + delay as u64;
+                    let want = match m.find(id) {
+                        Some(i) => {
+                            m.live[i].0 = dl;
+                            m.live[i].1 = m.seq;
+                            m.seq += 1;
+                            true
+                        }
+                        None => false,
+                    };
+                    assert_eq!(q.reschedule(id, d(dl)), want);
+                }
+                Op::Cancel(_) | Op::Reschedule(..) => {}
+                Op::CancelForged(bits) => {
+                    let id = TimerId::from_bits(bits);
+                    if !issued.contains(&id) {
+                        assert_eq!(q.cancel(id), None);
+                        assert!(!q.reschedule(id, d(0)));
+                    }
+                }
+                Op::Advance(dt) => now += dt as u64,
+                Op::PopOne => assert_eq!(q.pop_expired(d(now)), m.pop_expired(now)),
+                Op::PopAll => loop {
+                    let got = q.pop_expired(d(now));
+                    assert_eq!(got, m.pop_expired(now));
+                    if got.is_none() {
+                        break;
+                    }
+                },
+            }
+            assert_eq!(q.len(), m.live.len());
+            assert_eq!(q.is_empty(), m.live.is_empty());
+            assert_eq!(
+                q.next_deadline(),
+                m.live.iter().map(|e| d(e.0)).min(),
+                "next_deadline"
+            );
+            for &(dl, _, id, v) in &m.live {
+                assert_eq!(q.get(id), Some(&v));
+                assert_eq!(q.deadline(id), Some(d(dl)));
+            }
+            q.check_invariants();
+        }
+        // Drain: everything left comes out in model order.
+        loop {
+            let got = q.pop_expired(Deadline::MAX);
+            assert_eq!(got, m.pop_expired(u64::MAX));
+            if got.is_none() {
+                break;
+            }
+        }
+        for id in issued {
+            assert_eq!(q.cancel(id), None);
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn matches_model(ops in proptest::collection::vec(op(), 0..300)) {
+            run_ops(&ops);
+        }
+    }
+}
