@@ -220,3 +220,33 @@ fn other_threads_wake_the_hub_without_losing_a_callback() {
         HITS.with(|c| c.set(0));
     });
 }
+
+#[test]
+fn a_yield_loop_cannot_starve_io() {
+    each_backend(|_| {
+        let (r, w) = pipe();
+        // SAFETY: writing one byte from a live buffer to our own pipe.
+        assert_eq!(
+            unsafe { libc::write(w.as_raw_fd(), b"x".as_ptr().cast(), 1) },
+            1
+        );
+        let done = Rc::new(RefCell::new(false));
+        let d = done.clone();
+        let spinner = spawn(move || {
+            let mut spins = 0u64;
+            while !*d.borrow() {
+                yield_now();
+                spins += 1;
+                assert!(spins < 1_000_000, "the readable pipe was never reported");
+            }
+        });
+        let rfd = r.as_raw_fd();
+        let reader = spawn(move || {
+            grove::wait_readable(rfd, None).unwrap();
+            *done.borrow_mut() = true;
+        });
+        reader.join().unwrap();
+        spinner.join().unwrap();
+        drop((r, w));
+    });
+}
