@@ -294,13 +294,19 @@ fn greenlets_on_other_threads_are_independent() {
 #[test]
 fn a_static_stack_works_without_the_pool() {
     use grove::stack::StaticStack;
-    let stack: &'static mut StaticStack<{ 64 * 1024 }> = Box::leak(Box::new(StaticStack::new()));
+    // An embedder's buffer: heap memory here, freed once the greenlet has let go of it.
+    let raw: *mut StaticStack<{ 64 * 1024 }> = Box::into_raw(Box::new(StaticStack::new()));
+    // SAFETY: `raw` is a live allocation; the borrow ends when `g` is dropped, before the free.
+    let stack: &'static mut StaticStack<{ 64 * 1024 }> = unsafe { &mut *raw };
     let g = Greenlet::builder()
         .stack(stack)
         .build(|v| val(get::<u32>(v) + 1))
         .unwrap();
     assert_eq!(g.stack_size(), 64 * 1024);
     assert_eq!(get::<u32>(g.switch(val(41u32)).unwrap()), 42);
+    drop(g);
+    // SAFETY: the greenlet (and with it the only borrow of the buffer) is gone.
+    drop(unsafe { Box::from_raw(raw) });
 }
 
 #[test]
