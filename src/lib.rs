@@ -54,6 +54,10 @@
 
 pub mod arch;
 #[cfg(feature = "std")]
+pub mod debug;
+#[cfg(feature = "std")]
+mod event;
+#[cfg(feature = "std")]
 pub mod greenlet;
 #[cfg(feature = "std")]
 pub mod hub;
@@ -64,8 +68,23 @@ pub mod stack;
 pub mod sys;
 #[cfg(feature = "std")]
 mod syscall;
+#[cfg(feature = "std")]
+mod timeout;
+#[cfg(feature = "std")]
+pub mod wait;
 
+#[cfg(feature = "std")]
+pub use event::Event;
+#[cfg(feature = "std")]
+pub use greenlet::GreenletExit;
 #[cfg(feature = "std")]
 pub use hub::event_loop::{sleep, wait_readable, wait_writable, yield_now};
 #[cfg(feature = "std")]
-pub use spawn::{spawn, Builder, Greenlet, GreenletError};
+pub use spawn::{
+    joinall, killall, reset_panic_hook, set_panic_hook, spawn, spawn_later, Builder, Greenlet,
+    GreenletError, PanicReport,
+};
+#[cfg(feature = "std")]
+pub use timeout::{timeout, Elapsed};
+#[cfg(feature = "std")]
+pub use wait::{iwait, wait_all, wait_any, Waitable};

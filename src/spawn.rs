@@ -9,13 +9,17 @@
 //! [`crate::greenlet::Greenlet`].)
 
 use crate::greenlet::{self as raw, GreenletExit};
-use crate::hub::event_loop::{self as hub, Task, Wake, Waker};
-use crate::hub::timers::Deadline;
+use crate::hub::event_loop::{
+    self as hub, ElapsedSignal, Interrupt, Task, TaskInfo, TimerAction, Waiting, Wake,
+};
+use crate::hub::wait_list::WaitList;
+use crate::wait::{Waitable, Watcher};
 use std::any::Any;
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::fmt;
 use std::panic::{self, AssertUnwindSafe, Location};
 use std::rc::Rc;
+use std::sync::{Arc, Once, RwLock};
 use std::time::Duration;
 
 /// Why a greenlet produced no value.
@@ -26,11 +30,14 @@ pub enum GreenletError {
         /// The panic message.
         message: String,
     },
-    /// It was killed before it finished.
+    /// It was killed before it finished (or before it started).
     Killed,
     /// Waiting for it would block forever: nothing left in the loop could ever finish it
     /// (gevent's `LoopExit`).
     WouldBlockForever,
+    /// The wait was interrupted by a kill or a timeout that arrived while the waiting
+    /// greenlet was already unwinding (so it could not be raised).
+    Interrupted,
 }
 
 impl fmt::Display for GreenletError {
@@ -41,20 +48,36 @@ impl fmt::Display for GreenletError {
             GreenletError::WouldBlockForever => f.write_str(
                 "waiting would block forever: no greenlet is ready, no timer is pending and no I/O is awaited",
             ),
+            GreenletError::Interrupted => {
+                f.write_str("the wait was interrupted while the waiter was unwinding")
+            }
         }
     }
 }
 
 impl std::error::Error for GreenletError {}
 
+/// Which outcomes a link fires on.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum LinkOn {
+    Any,
+    Value,
+    Error,
+}
+
+type LinkFn<T> = Box<dyn FnOnce(&Result<T, GreenletError>)>;
+
 struct Shared<T> {
     result: RefCell<Option<Result<T, GreenletError>>>,
-    joiners: RefCell<Vec<Waker>>,
-    name: Option<String>,
-    spawned_at: &'static Location<'static>,
+    /// Joiners and watchers, woken when it finishes.
+    waiters: WaitList,
+    /// Links not yet fired, in the order they were added.
+    links: RefCell<Vec<(LinkOn, LinkFn<T>)>>,
 }
 
 /// A greenlet scheduled on this thread's hub, producing a `T`.
+///
+/// Dropping the handle does not kill the greenlet: it runs on, detached.
 pub struct Greenlet<T> {
     task: Rc<Task>,
     shared: Rc<Shared<T>>,
@@ -94,12 +117,42 @@ impl Builder {
         T: 'static,
         F: FnOnce() -> T + 'static,
     {
-        let spawned_at = Location::caller();
+        let g = self.build(Location::caller(), f)?;
+        hub::schedule(g.task.clone());
+        Ok(g)
+    }
+
+    /// Spawns `f` to start after `delay` (gevent's `spawn_later`). Killing it before then
+    /// means it never runs (its links still fire).
+    #[track_caller]
+    pub fn spawn_later<T, F>(self, delay: Duration, f: F) -> std::io::Result<Greenlet<T>>
+    where
+        T: 'static,
+        F: FnOnce() -> T + 'static,
+    {
+        let g = self.build(Location::caller(), f)?;
+        let id = hub::add_timer(
+            hub::deadline_after(delay),
+            TimerAction::Start(g.task.clone()),
+        );
+        g.task.start_timer.set(Some(id));
+        Ok(g)
+    }
+
+    fn build<T, F>(
+        self,
+        spawned_at: &'static Location<'static>,
+        f: F,
+    ) -> std::io::Result<Greenlet<T>>
+    where
+        T: 'static,
+        F: FnOnce() -> T + 'static,
+    {
+        install_std_hook();
         let shared = Rc::new(Shared {
             result: RefCell::new(None),
-            joiners: RefCell::new(Vec::new()),
-            name: self.name.clone(),
-            spawned_at,
+            waiters: WaitList::default(),
+            links: RefCell::new(Vec::new()),
         });
         let hub_raw = hub::with_hub(|h| h.raw.clone());
         let mut b = raw::Builder::new().parent(&hub_raw);
@@ -111,23 +164,70 @@ impl Builder {
         }
         let sh = shared.clone();
         let raw = b.build(move |_| {
-            let outcome = match panic::catch_unwind(AssertUnwindSafe(f)) {
-                Ok(v) => Ok(v),
-                Err(p) if p.is::<GreenletExit>() => Err(GreenletError::Killed),
-                Err(p) => Err(GreenletError::Panicked {
-                    message: raw::panic_message(&*p),
-                }),
-            };
-            *sh.result.borrow_mut() = Some(outcome);
-            let joiners = std::mem::take(&mut *sh.joiners.borrow_mut());
-            for w in joiners {
-                w.wake(Wake::Ready);
-            }
+            run_body(&sh, f);
             Box::new(()) as Box<dyn Any>
         })?;
-        let task = Task::new(raw);
-        hub::schedule(task.clone());
+        let task = Task::new(
+            raw,
+            Some(TaskInfo {
+                name: self.name.map(Arc::from),
+                spawned_at,
+                spawner: hub::current_task().id(),
+            }),
+        );
+        hub::register(&task);
         Ok(Greenlet { task, shared })
+    }
+}
+
+/// The body of every spawned greenlet: run `f` (unless killed before starting), keep the
+/// outcome, report a panic, fire the links, wake the joiners.
+fn run_body<T, F: FnOnce() -> T>(sh: &Shared<T>, f: F) {
+    let me = hub::current_task();
+    me.started.set(true);
+    let outcome = if me.interrupt.get() == Some(Interrupt::Kill) {
+        me.interrupt.set(None);
+        drop(f);
+        Err(GreenletError::Killed)
+    } else {
+        match panic::catch_unwind(AssertUnwindSafe(f)) {
+            Ok(v) => Ok(v),
+            Err(p) if p.is::<GreenletExit>() => Err(GreenletError::Killed),
+            Err(p) => {
+                let message = if p.is::<ElapsedSignal>() {
+                    "a timeout fired outside its scope".to_string()
+                } else {
+                    raw::panic_message(&*p)
+                };
+                report_panic(&me, &message);
+                Err(GreenletError::Panicked { message })
+            }
+        }
+    };
+    me.finished.set(true);
+    me.interrupt.set(None);
+    hub::unregister(&me);
+    *sh.result.borrow_mut() = Some(outcome);
+    let links = std::mem::take(&mut *sh.links.borrow_mut());
+    for (on, link) in links {
+        let r = sh.result.borrow();
+        let r = r.as_ref().expect("the outcome was just stored");
+        fire_link(&me, on, r, link);
+    }
+    sh.waiters.wake_all();
+}
+
+fn fire_link<T>(me: &Task, on: LinkOn, r: &Result<T, GreenletError>, link: LinkFn<T>) {
+    let wanted = match on {
+        LinkOn::Any => true,
+        LinkOn::Value => r.is_ok(),
+        LinkOn::Error => r.is_err(),
+    };
+    if !wanted {
+        return;
+    }
+    if let Err(p) = panic::catch_unwind(AssertUnwindSafe(|| link(r))) {
+        report_panic(me, &format!("in a link: {}", raw::panic_message(&*p)));
     }
 }
 
@@ -149,25 +249,46 @@ where
         .unwrap_or_else(|e| panic!("grove::spawn: {e}"))
 }
 
+/// Spawns `f` to start after `delay` (see [`Builder::spawn_later`]).
+///
+/// # Panics
+///
+/// If no stack can be mapped.
+#[track_caller]
+pub fn spawn_later<T, F>(delay: Duration, f: F) -> Greenlet<T>
+where
+    T: 'static,
+    F: FnOnce() -> T + 'static,
+{
+    Builder::new()
+        .spawn_later(delay, f)
+        .unwrap_or_else(|e| panic!("grove::spawn_later: {e}"))
+}
+
 impl<T> Greenlet<T> {
     /// A number unique among the process's greenlets.
     pub fn id(&self) -> u64 {
-        self.task.raw.id()
+        self.task.id()
     }
 
     /// The name given at spawn.
     pub fn name(&self) -> Option<&str> {
-        self.shared.name.as_deref()
+        self.task.info.as_ref().and_then(|i| i.name.as_deref())
     }
 
     /// Where it was spawned.
     pub fn spawned_at(&self) -> &'static Location<'static> {
-        self.shared.spawned_at
+        self.task.info.as_ref().expect("spawned").spawned_at
     }
 
     /// It has finished (returned, panicked or been killed).
     pub fn ready(&self) -> bool {
         self.shared.result.borrow().is_some()
+    }
+
+    /// The same as [`ready`](Self::ready): it has finished and will never run again.
+    pub fn is_dead(&self) -> bool {
+        self.ready()
     }
 
     /// It finished by returning a value.
@@ -178,39 +299,34 @@ impl<T> Greenlet<T> {
     /// Waits until it has finished; other greenlets run meanwhile. Errors with
     /// [`GreenletError::WouldBlockForever`] if nothing could ever finish it.
     pub fn join(&self) -> Result<(), GreenletError> {
-        match self.wait(None) {
-            Some(true) => Ok(()),
-            _ => Err(GreenletError::WouldBlockForever),
+        match self.wait(None)? {
+            true => Ok(()),
+            false => Err(GreenletError::WouldBlockForever),
         }
     }
 
     /// Waits at most `timeout`; returns whether it has finished.
     pub fn join_timeout(&self, timeout: Duration) -> Result<bool, GreenletError> {
-        match self.wait(Some(timeout)) {
-            Some(done) => Ok(done),
-            None => Err(GreenletError::WouldBlockForever),
-        }
+        self.wait(Some(timeout))
     }
 
-    /// `Some(finished)`, or `None` for LoopExit.
-    fn wait(&self, timeout: Option<Duration>) -> Option<bool> {
+    fn wait(&self, timeout: Option<Duration>) -> Result<bool, GreenletError> {
         if self.ready() {
-            return Some(true);
+            return Ok(true);
         }
-        let timer = Cell::new(None);
-        let why = hub::park(|w| {
-            self.shared.joiners.borrow_mut().push(w.clone());
-            if let Some(d) = timeout {
-                let deadline = hub::with_hub(|h| Deadline::after(h.epoch.now(), d));
-                timer.set(Some(hub::add_timer(deadline, w.clone())));
-            }
+        if hub::is_current(&self.task) {
+            // Joining yourself can never end.
+            return Err(GreenletError::WouldBlockForever);
+        }
+        let (why, _timer) = hub::park(Waiting::Join(self.id()), |w| {
+            self.shared.waiters.push(w);
+            hub::timeout_guard(w, timeout)
         });
-        if let Some(id) = timer.get() {
-            hub::cancel_timer(id);
-        }
         match why {
-            Wake::LoopExit if !self.ready() => None,
-            _ => Some(self.ready()),
+            _ if self.ready() => Ok(true),
+            Wake::LoopExit => Err(GreenletError::WouldBlockForever),
+            Wake::Interrupted => Err(GreenletError::Interrupted),
+            Wake::Ready | Wake::Timeout => Ok(false),
         }
     }
 
@@ -223,6 +339,109 @@ impl<T> Greenlet<T> {
             .take()
             .unwrap_or(Err(GreenletError::Killed))
     }
+
+    /// Kills it and waits until it is dead (gevent's `kill(block=True)`): it unwinds from its
+    /// current blocking point with a [`GreenletExit`] payload, running its destructors. A
+    /// greenlet that has not started never runs; its links still fire. Killing a dead
+    /// greenlet does nothing; killing yourself unwinds at once.
+    pub fn kill(&self) {
+        self.kill_nowait();
+        let _ = self.join();
+    }
+
+    /// Kills it without waiting (it dies when the hub next runs it).
+    pub fn kill_nowait(&self) {
+        if self.ready() {
+            return;
+        }
+        if hub::is_current(&self.task) {
+            panic::resume_unwind(Box::new(GreenletExit));
+        }
+        hub::interrupt(&self.task, Interrupt::Kill);
+    }
+
+    /// Kills it and waits at most `timeout`; returns whether it is dead.
+    pub fn kill_timeout(&self, timeout: Duration) -> bool {
+        self.kill_nowait();
+        self.join_timeout(timeout).unwrap_or(false)
+    }
+
+    /// Runs `f` with the outcome when it finishes (gevent's `link`). Links fire once each, in
+    /// the order they were added, in the finishing greenlet just before its joiners wake; if
+    /// it has finished already, `f` runs now. A panic in a link is reported and contained.
+    pub fn link(&self, f: impl FnOnce(&Result<T, GreenletError>) + 'static) {
+        self.add_link(LinkOn::Any, Box::new(f));
+    }
+
+    /// Like [`link`](Self::link), only if it returned a value.
+    pub fn link_value(&self, f: impl FnOnce(&T) + 'static) {
+        self.add_link(
+            LinkOn::Value,
+            Box::new(move |r| {
+                if let Ok(v) = r {
+                    f(v)
+                }
+            }),
+        );
+    }
+
+    /// Like [`link`](Self::link), only if it panicked or was killed.
+    pub fn link_error(&self, f: impl FnOnce(&GreenletError) + 'static) {
+        self.add_link(
+            LinkOn::Error,
+            Box::new(move |r| {
+                if let Err(e) = r {
+                    f(e)
+                }
+            }),
+        );
+    }
+
+    fn add_link(&self, on: LinkOn, f: LinkFn<T>) {
+        if self.ready() {
+            let r = self.shared.result.borrow();
+            if let Some(r) = r.as_ref() {
+                fire_link(&self.task, on, r, f);
+            }
+            return;
+        }
+        self.shared.links.borrow_mut().push((on, f));
+    }
+}
+
+impl<T> Waitable for Greenlet<T> {
+    fn is_ready(&self) -> bool {
+        self.ready()
+    }
+
+    fn watch(&self, watcher: &Watcher) {
+        self.shared.waiters.watch(watcher);
+    }
+}
+
+/// Waits until every greenlet in `gs` has finished, or `timeout` passes; returns whether all
+/// finished.
+pub fn joinall<T>(gs: &[Greenlet<T>], timeout: Option<Duration>) -> bool {
+    let objs: Vec<&dyn Waitable> = gs.iter().map(|g| g as &dyn Waitable).collect();
+    crate::wait::wait_all(&objs, timeout)
+}
+
+/// Kills every greenlet in `gs` (all at once, then waits for them all, at most `timeout`);
+/// returns whether all are dead.
+pub fn killall<T>(gs: &[Greenlet<T>], timeout: Option<Duration>) -> bool {
+    let mut me = None;
+    for g in gs {
+        if hub::is_current(&g.task) {
+            me = Some(g);
+        } else {
+            g.kill_nowait();
+        }
+    }
+    if let Some(g) = me {
+        // Killing yourself among others: the others first, then unwind.
+        g.kill_nowait();
+    }
+    joinall(gs, timeout)
 }
 
 impl<T> fmt::Debug for Greenlet<T> {
@@ -233,5 +452,99 @@ impl<T> fmt::Debug for Greenlet<T> {
             .field("ready", &self.ready())
             .field("spawned_at", &self.spawned_at())
             .finish()
+    }
+}
+
+/// A panic in a spawned greenlet, as handed to the panic hook.
+#[derive(Debug)]
+pub struct PanicReport<'a> {
+    /// The greenlet's id.
+    pub id: u64,
+    /// Its name, if any.
+    pub name: Option<&'a str>,
+    /// The panic message.
+    pub message: &'a str,
+    /// Where it panicked (`file:line:col`), when known.
+    pub location: Option<&'a str>,
+    /// Where the greenlet was spawned.
+    pub spawned_at: &'static Location<'static>,
+}
+
+impl fmt::Display for PanicReport<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "grove: greenlet {}", self.id)?;
+        if let Some(n) = self.name {
+            write!(f, " ({n})")?;
+        }
+        f.write_str(" panicked")?;
+        if let Some(l) = self.location {
+            write!(f, " at {l}")?;
+        }
+        write!(f, ": {} (spawned at {})", self.message, self.spawned_at)
+    }
+}
+
+type PanicHook = Arc<dyn Fn(&PanicReport<'_>) + Send + Sync>;
+
+static PANIC_HOOK: RwLock<Option<PanicHook>> = RwLock::new(None);
+
+/// Replaces what grove does with a panic caught in a spawned greenlet (process-wide). The
+/// default prints one line on stderr naming the greenlet, where it panicked and where it was
+/// spawned. The panic is reported once: inside spawned greenlets, grove's report replaces
+/// std's `thread '...' panicked` message.
+pub fn set_panic_hook(f: impl Fn(&PanicReport<'_>) + Send + Sync + 'static) {
+    *PANIC_HOOK.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(f));
+}
+
+/// Restores the default panic report (one line on stderr).
+pub fn reset_panic_hook() {
+    *PANIC_HOOK.write().unwrap_or_else(|e| e.into_inner()) = None;
+}
+
+thread_local! {
+    /// Where the last panic inside a spawned greenlet happened, recorded by the std hook.
+    static LAST_PANIC_AT: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// Wraps std's panic hook (once per process) so that a panic inside a spawned greenlet is
+/// recorded for grove's report instead of printed by std.
+fn install_std_hook() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let previous = panic::take_hook();
+        panic::set_hook(Box::new(move |info| {
+            let in_spawned =
+                hub::try_current_task().is_some_and(|t| t.info.is_some() && !t.finished.get());
+            if in_spawned {
+                let at = info.location().map(|l| l.to_string());
+                let _ = LAST_PANIC_AT.try_with(|c| *c.borrow_mut() = at);
+            } else {
+                previous(info);
+            }
+        }));
+    });
+}
+
+fn report_panic(me: &Task, message: &str) {
+    let at = LAST_PANIC_AT
+        .try_with(|c| c.borrow_mut().take())
+        .ok()
+        .flatten();
+    let info = me.info.as_ref().expect("spawned greenlets have info");
+    let report = PanicReport {
+        id: me.id(),
+        name: info.name.as_deref(),
+        message,
+        location: at.as_deref(),
+        spawned_at: info.spawned_at,
+    };
+    let hook = PANIC_HOOK.read().unwrap_or_else(|e| e.into_inner()).clone();
+    match hook {
+        Some(h) => {
+            if panic::catch_unwind(AssertUnwindSafe(|| h(&report))).is_err() {
+                eprintln!("grove: the panic hook itself panicked; the report was: {report}");
+            }
+        }
+        None => eprintln!("{report}"),
     }
 }

@@ -1,36 +1,20 @@
 //! The hub through the public API, under every poller backend this platform has: scheduling
 //! order, sleeping, yielding, joining, panics, LoopExit, fd readiness, cross-thread wake-ups.
 
-use grove::sys::Backend;
+mod common;
+use common::each_backend;
 use grove::{sleep, spawn, yield_now, GreenletError};
 use std::cell::RefCell;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-/// Runs `body` once per backend, each on a fresh thread whose hub uses that backend.
-fn each_backend(body: fn(Backend)) {
-    for b in Backend::available() {
-        std::thread::Builder::new()
-            .name(format!("{b:?}"))
-            .spawn(move || {
-                grove::hub::use_backend(b).unwrap();
-                body(b);
-                assert_eq!(grove::hub::backend(), b);
-            })
-            .unwrap()
-            .join()
-            .unwrap_or_else(|_| panic!("under the {b:?} backend"));
-    }
-}
-
+/// A connected, non-blocking pair of descriptors (a socket pair: portable, unlike pipe2).
 fn pipe() -> (OwnedFd, OwnedFd) {
-    let mut fds = [0; 2];
-    // SAFETY: pipe2 writes two fds into the array; we own them from here on.
-    let r = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) };
-    assert_eq!(r, 0, "pipe2: {}", std::io::Error::last_os_error());
-    // SAFETY: both fds are fresh and owned by nobody else.
-    unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) }
+    let (a, b) = std::os::unix::net::UnixStream::pair().expect("socketpair");
+    a.set_nonblocking(true).unwrap();
+    b.set_nonblocking(true).unwrap();
+    (OwnedFd::from(a), OwnedFd::from(b))
 }
 
 #[test]
@@ -129,7 +113,6 @@ fn a_yield_loop_cannot_starve_timers() {
 #[test]
 fn get_returns_the_value_or_the_panic() {
     each_backend(|_| {
-        std::panic::set_hook(Box::new(|_| {}));
         let ok = spawn(|| 6 * 7);
         let bad = spawn(|| -> i32 { panic!("no luck") });
         let after = spawn(|| "still running");
@@ -141,22 +124,20 @@ fn get_returns_the_value_or_the_panic() {
             })
         );
         assert_eq!(after.get(), Ok("still running"));
-        let _ = std::panic::take_hook();
     });
 }
 
 #[test]
 fn joining_a_greenlet_that_can_never_finish_is_loop_exit_not_a_hang() {
     each_backend(|_| {
-        type Slot = Rc<RefCell<Option<grove::Greenlet<Result<(), GreenletError>>>>>;
-        let slot: Slot = Rc::default();
-        let s = slot.clone();
-        // It waits for itself: nothing can ever finish it, and nothing else is pending.
-        let g = spawn(move || s.borrow().as_ref().unwrap().join());
-        *slot.borrow_mut() = Some(g);
+        // It waits for an event nobody will ever set, and nothing else is pending.
+        let ev = Rc::new(grove::Event::new());
+        let e = ev.clone();
+        let g = spawn(move || e.wait());
         let t = Instant::now();
-        let r = slot.borrow().as_ref().unwrap().join();
+        let r = g.join();
         assert_eq!(r, Err(GreenletError::WouldBlockForever));
+        assert!(!g.ready(), "it is still waiting");
         assert!(t.elapsed() < Duration::from_secs(5));
         // The hub still works afterwards.
         assert_eq!(spawn(|| 1).get(), Ok(1));

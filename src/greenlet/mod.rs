@@ -29,8 +29,10 @@
 //!       │ guard page                   │
 //! ```
 
+mod local;
 mod state;
 
+pub use local::LocalKey;
 pub use state::State;
 
 use crate::arch::{self, Context};
@@ -166,6 +168,8 @@ struct Header {
     /// `ret` the CPU predicts; any other switch uses `arch::switch`. A stale value costs a
     /// mispredicted branch, never correctness: both switches handle the same frames.
     resumer: Cell<*const Header>,
+    /// Greenlet-local values ([`LocalKey`]), keyed by the key's address.
+    locals: local::Locals,
 }
 
 /// A handle to a greenlet. Cloning makes another handle to the same greenlet; when the last
@@ -256,6 +260,7 @@ fn init_main() -> NonNull<Header> {
         drop_closure: drop_nothing,
         main_link: Cell::new(ptr::null_mut()),
         resumer: Cell::new(ptr::null()),
+        locals: local::Locals::default(),
     });
     let raw = Box::into_raw(header);
     // SAFETY: `raw` is a fresh, uniquely owned allocation; the link word is a field of the same
@@ -430,6 +435,7 @@ impl Builder {
                 drop_closure: drop_closure::<F>,
                 main_link: Cell::new(ptr::null_mut()),
                 resumer: Cell::new(ptr::null()),
+                locals: local::Locals::default(),
             })
         };
         // SAFETY: header is not null (it is inside the stack).
@@ -757,6 +763,8 @@ unsafe extern "C" fn greenlet_entry(arg: usize, data: *mut u8) -> ! {
             Outcome::Killed
         }
     };
+    // Its greenlet-local values go with it (on its own stack, while it is still current).
+    hd.locals.clear();
     // Everything the body owned has been dropped. Hand the outcome to the nearest ancestor
     // that is alive, and never come back.
     hd.state.set(State::Finished);
@@ -833,6 +841,9 @@ unsafe fn release(h: NonNull<Header>) {
     // SAFETY: the header is not used after this, except that main headers are freed below.
     let name = unsafe { ptr::read(&hd.name) };
     drop(name);
+    // SAFETY: as for the name: read out once, never used through the header again.
+    let locals = unsafe { ptr::read(&hd.locals) };
+    drop(locals);
     match owner {
         Some(StackOwner::Pooled(s)) => pool::give(s, low),
         Some(StackOwner::Custom(s)) => drop(s),

@@ -25,16 +25,18 @@
 //! * The hub never knows about sockets: `net/` registers interest through [`wait_fd`] and
 //!   parks; the hub wakes it.
 
+use super::monitor::Probe;
 use super::run_queue::RunQueue;
 use super::timers::{Deadline, Epoch, TimerId, TimerQueue};
-use crate::greenlet::Greenlet as Raw;
+use crate::greenlet::{Greenlet as Raw, GreenletExit};
 use crate::sys::{Backend, Events, Interest, Notifier, Poller};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::fmt;
 use std::io;
 use std::os::fd::RawFd;
-use std::rc::Rc;
+use std::panic::{self, Location};
+use std::rc::{Rc, Weak};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -48,9 +50,104 @@ pub(crate) enum Wake {
     Timeout,
     /// Nothing left in the loop could ever wake it (gevent's `LoopExit`).
     LoopExit,
+    /// A kill or a scoped timeout interrupted the wait. `park` raises it (unwinds) unless the
+    /// greenlet is already unwinding, in which case the caller sees this value.
+    Interrupted,
+}
+
+/// Something raised *into* a greenlet at its blocking point: a kill or a fired
+/// [`timeout`](crate::timeout) scope.
+///
+/// # Rules
+///
+/// * At most one interrupt is pending per greenlet. When a second arrives before the first
+///   was raised, the stronger one stays: a kill beats a timeout, and of two timeouts the outer
+///   one (smaller `depth`) wins, because unwinding to the outer scope also leaves the inner
+///   one. So an outer timeout is never lost.
+/// * A parked greenlet is woken at once and the interrupt is raised where it parked. A
+///   greenlet that is ready (already woken) keeps the interrupt pending, so that what woke it
+///   (an item handed over, say) is not lost; it is raised at its next blocking call or yield.
+/// * A greenlet that has not started is started at once (a delayed start is brought
+///   forward) and ends without running its body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Interrupt {
+    /// Unwind with [`GreenletExit`].
+    Kill,
+    /// Unwind to the `timeout` scope with this id, `depth` scopes deep.
+    Elapsed { id: u64, depth: u32 },
+}
+
+impl Interrupt {
+    fn merge(pending: Option<Interrupt>, new: Interrupt) -> Interrupt {
+        match (pending, new) {
+            (Some(Interrupt::Kill), _) | (_, Interrupt::Kill) => Interrupt::Kill,
+            (
+                Some(a @ Interrupt::Elapsed { depth: da, .. }),
+                b @ Interrupt::Elapsed { depth: db, .. },
+            ) => {
+                if da <= db {
+                    a
+                } else {
+                    b
+                }
+            }
+            (None, b) => b,
+        }
+    }
+}
+
+/// The unwinding payload of a fired `timeout` scope; caught by the scope with this id.
+pub(crate) struct ElapsedSignal {
+    pub(crate) id: u64,
+}
+
+/// Unwinds the running greenlet with `i`'s payload (no panic hook runs: this is control flow).
+fn raise(i: Interrupt) -> ! {
+    match i {
+        Interrupt::Kill => panic::resume_unwind(Box::new(GreenletExit)),
+        Interrupt::Elapsed { id, .. } => panic::resume_unwind(Box::new(ElapsedSignal { id })),
+    }
+}
+
+/// What a parked greenlet waits for, for introspection ([`crate::debug::run_info`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Waiting {
+    /// Not parked.
+    Nothing,
+    /// `sleep` until the deadline.
+    Sleep(Deadline),
+    /// Joining the greenlet with this id.
+    Join(u64),
+    /// A file descriptor's readiness.
+    Fd { fd: RawFd, write: bool },
+    /// Anything else, described.
+    On(&'static str),
+}
+
+/// Who a spawned greenlet is, for introspection and reports.
+pub(crate) struct TaskInfo {
+    pub(crate) name: Option<Arc<str>>,
+    pub(crate) spawned_at: &'static Location<'static>,
+    /// The id of the greenlet that spawned it.
+    pub(crate) spawner: u64,
 }
 
 /// The hub's record of one greenlet it schedules (spawned ones and the thread's main one).
+///
+/// # States
+///
+/// ```text
+///   not started --(hub runs it)--> running <--(hub switches in)-- ready
+///                                     |   \                        ^
+///                                  (park)  (returns, panics,        | (a waker fires,
+///                                     v     is killed)              |  an interrupt)
+///                                  parked      -> finished          |
+///                                     `-----------------------------'
+/// ```
+///
+/// `parked` is true exactly while the greenlet waits for a waker of `generation`; `started`
+/// and `finished` bracket its body; `interrupt` is the pending kill or timeout (see
+/// [`Interrupt`] for when it is raised).
 pub(crate) struct Task {
     pub(crate) raw: Raw,
     /// Bumped by every park; a waker only acts on the generation it was made for.
@@ -58,16 +155,45 @@ pub(crate) struct Task {
     /// Whether the task is parked (waiting for a waker of `generation`).
     parked: Cell<bool>,
     wake: Cell<Wake>,
+    pub(crate) interrupt: Cell<Option<Interrupt>>,
+    /// How many `timeout` scopes are open in this greenlet.
+    pub(crate) timeout_depth: Cell<u32>,
+    pub(crate) waiting: Cell<Waiting>,
+    pub(crate) started: Cell<bool>,
+    pub(crate) finished: Cell<bool>,
+    /// The timer that will start a `spawn_later` greenlet.
+    pub(crate) start_timer: Cell<Option<TimerId>>,
+    /// Its slot in the hub's registry (for `run_info`), or `usize::MAX`.
+    slot: Cell<usize>,
+    pub(crate) info: Option<TaskInfo>,
 }
 
 impl Task {
-    pub(crate) fn new(raw: Raw) -> Rc<Task> {
+    pub(crate) fn new(raw: Raw, info: Option<TaskInfo>) -> Rc<Task> {
         Rc::new(Task {
             raw,
             generation: Cell::new(0),
             parked: Cell::new(false),
             wake: Cell::new(Wake::Ready),
+            interrupt: Cell::new(None),
+            timeout_depth: Cell::new(0),
+            waiting: Cell::new(Waiting::Nothing),
+            started: Cell::new(false),
+            finished: Cell::new(false),
+            start_timer: Cell::new(None),
+            slot: Cell::new(usize::MAX),
+            info,
         })
+    }
+
+    /// Whether it is parked.
+    pub(crate) fn is_parked(&self) -> bool {
+        self.parked.get()
+    }
+
+    /// The greenlet's id.
+    pub(crate) fn id(&self) -> u64 {
+        self.raw.id()
     }
 }
 
@@ -84,13 +210,18 @@ impl Waker {
     /// Returns whether it did.
     pub(crate) fn wake(&self, why: Wake) -> bool {
         let t = &self.task;
-        if !t.parked.get() || t.generation.get() != self.generation {
+        if self.is_stale() {
             return false;
         }
         t.parked.set(false);
         t.wake.set(why);
         with_hub(|h| h.ready.borrow_mut().push(self.task.clone()));
         true
+    }
+
+    /// Whether the greenlet has left the wait this waker was made for.
+    pub(crate) fn is_stale(&self) -> bool {
+        !self.task.parked.get() || self.task.generation.get() != self.generation
     }
 }
 
@@ -102,6 +233,47 @@ impl fmt::Debug for Waker {
             self.task.raw.id(),
             self.generation
         )
+    }
+}
+
+/// What a timer does when it fires.
+pub(crate) enum TimerAction {
+    /// Ends a wait with [`Wake::Timeout`].
+    Wake(Waker),
+    /// Raises an interrupt (a `timeout` scope) in a greenlet.
+    Interrupt(Rc<Task>, Interrupt),
+    /// Starts a `spawn_later` greenlet.
+    Start(Rc<Task>),
+}
+
+impl TimerAction {
+    fn fire(self) {
+        match self {
+            TimerAction::Wake(w) => {
+                w.wake(Wake::Timeout);
+            }
+            TimerAction::Interrupt(t, i) => interrupt(&t, i),
+            TimerAction::Start(t) => {
+                t.start_timer.set(None);
+                schedule(t);
+            }
+        }
+    }
+}
+
+/// The hub's clock: real time, or a paused clock that only moves when the hub would
+/// otherwise sleep (it then jumps to the next timer), for deterministic tests.
+pub(crate) enum Clock {
+    Real(Epoch),
+    Paused(Cell<Deadline>),
+}
+
+impl Clock {
+    pub(crate) fn now(&self) -> Deadline {
+        match self {
+            Clock::Real(e) => e.now(),
+            Clock::Paused(t) => t.get(),
+        }
     }
 }
 
@@ -130,37 +302,50 @@ impl Remote {
     }
 }
 
+/// Slots of spawned tasks (weak: the registry keeps nothing alive) and the free slots.
+type Registry = (Vec<Option<Weak<Task>>>, Vec<usize>);
+
 pub(crate) struct Hub {
     pub(crate) raw: Raw,
     pub(crate) main: Rc<Task>,
     ready: RefCell<RunQueue<Rc<Task>>>,
-    timers: RefCell<TimerQueue<Waker>>,
-    pub(crate) epoch: Epoch,
+    timers: RefCell<TimerQueue<TimerAction>>,
+    pub(crate) clock: Clock,
     poller: RefCell<Poller>,
     io: RefCell<HashMap<RawFd, FdWaiters>>,
     pub(crate) remote: Arc<Remote>,
     /// The task the hub switched into last: the running one, while the hub is not running.
     current: RefCell<Option<Rc<Task>>>,
+    /// Every spawned greenlet not yet finished, for `run_info`: slots and free slots.
+    registry: RefCell<Registry>,
+    /// The blocking monitor's view of this hub, when it is on.
+    probe: Option<Arc<Probe>>,
 }
 
 /// This thread's hub. At thread exit it is leaked, not dropped: dropping would kill (switch
 /// into and unwind) every parked greenlet while the thread's other thread-locals are being
-/// torn down. (A proper hub shutdown is future work.)
+/// torn down. (A proper hub shutdown is future work.) The monitor, if any, is told to stop.
 struct HubSlot(RefCell<Option<Rc<Hub>>>);
 
 impl Drop for HubSlot {
     fn drop(&mut self) {
-        std::mem::forget(self.0.take());
+        if let Some(h) = self.0.take() {
+            if let Some(p) = &h.probe {
+                p.stop();
+            }
+            std::mem::forget(h);
+        }
     }
 }
 
 thread_local! {
     static HUB: HubSlot = const { HubSlot(RefCell::new(None)) };
-    static BACKEND: Cell<Option<Backend>> = const { Cell::new(None) };
+    static CONFIG: RefCell<Option<super::Builder>> = const { RefCell::new(None) };
 }
 
 /// Chooses the poller backend for the hub this thread will create (before its first use).
-/// Errors if this thread's hub already exists with another backend.
+/// Errors if this thread's hub already exists with another backend. (A shortcut for
+/// [`Builder::backend`](super::Builder::backend).)
 pub fn use_backend(backend: Backend) -> io::Result<()> {
     if let Some(h) = HUB.with(|h| h.0.borrow().clone()) {
         if h.poller.borrow().backend() != backend {
@@ -171,7 +356,22 @@ pub fn use_backend(backend: Backend) -> io::Result<()> {
         }
         return Ok(());
     }
-    BACKEND.with(|b| b.set(Some(backend)));
+    CONFIG.with(|c| {
+        let mut c = c.borrow_mut();
+        let b = c.take().unwrap_or_default();
+        *c = Some(b.backend(backend));
+    });
+    Ok(())
+}
+
+/// Installs `config` for the hub this thread will create. Errors if the hub exists already.
+pub(crate) fn configure(config: super::Builder) -> io::Result<()> {
+    if HUB.with(|h| h.0.borrow().is_some()) {
+        return Err(io::Error::other(
+            "grove: this thread's hub already exists; configure it before the first grove call",
+        ));
+    }
+    CONFIG.with(|c| *c.borrow_mut() = Some(config));
     Ok(())
 }
 
@@ -188,9 +388,18 @@ pub(crate) fn with_hub<R>(f: impl FnOnce(&Rc<Hub>) -> R) -> R {
     }
 }
 
+/// This thread's hub if it exists and is reachable (never creates one; usable from panic
+/// hooks and destructors).
+pub(crate) fn try_hub() -> Option<Rc<Hub>> {
+    HUB.try_with(|h| h.0.try_borrow().ok().and_then(|h| h.clone()))
+        .ok()
+        .flatten()
+}
+
 #[cold]
 fn create_hub() -> Rc<Hub> {
-    let backend = match BACKEND.with(|b| b.get()) {
+    let config = CONFIG.with(|c| c.borrow_mut().take()).unwrap_or_default();
+    let backend = match config.backend {
         Some(b) => b,
         None => Backend::from_env().unwrap_or_else(|e| panic!("{e}")),
     };
@@ -210,17 +419,27 @@ fn create_hub() -> Rc<Hub> {
             Box::new(())
         })
         .unwrap_or_else(|e| panic!("grove: cannot create the hub greenlet: {e}"));
-    let main = Task::new(main_raw);
+    let main = Task::new(main_raw, None);
+    main.started.set(true);
+    let clock = if config.paused_clock {
+        Clock::Paused(Cell::new(Deadline::ZERO))
+    } else {
+        Clock::Real(Epoch::new())
+    };
+    let monitor = config.monitor.clone().or_else(super::monitor::from_env);
+    let probe = monitor.map(|m| super::monitor::start(m, main.id()));
     let hub = Rc::new(Hub {
         raw,
         main: main.clone(),
         ready: RefCell::new(RunQueue::default()),
         timers: RefCell::new(TimerQueue::default()),
-        epoch: Epoch::new(),
+        clock,
         poller: RefCell::new(poller),
         io: RefCell::new(HashMap::new()),
         remote,
         current: RefCell::new(Some(main)),
+        registry: RefCell::new((Vec::new(), Vec::new())),
+        probe,
     });
     HUB.with(|h| *h.0.borrow_mut() = Some(hub.clone()));
     hub
@@ -232,57 +451,187 @@ pub(crate) fn schedule(task: Rc<Task>) {
     with_hub(|h| h.ready.borrow_mut().push(task));
 }
 
+/// Adds a spawned task to the registry `run_info` reads.
+pub(crate) fn register(task: &Rc<Task>) {
+    with_hub(|h| {
+        let mut r = h.registry.borrow_mut();
+        let w = Some(Rc::downgrade(task));
+        let slot = match r.1.pop() {
+            Some(i) => {
+                r.0[i] = w;
+                i
+            }
+            None => {
+                r.0.push(w);
+                r.0.len() - 1
+            }
+        };
+        task.slot.set(slot);
+    });
+}
+
+/// Removes a finished task from the registry.
+pub(crate) fn unregister(task: &Task) {
+    let slot = task.slot.replace(usize::MAX);
+    if slot == usize::MAX {
+        return;
+    }
+    with_hub(|h| {
+        let mut r = h.registry.borrow_mut();
+        r.0[slot] = None;
+        r.1.push(slot);
+    });
+}
+
+/// The registered tasks (spawned and not finished), in slot order, plus the main task.
+pub(crate) fn tasks() -> Vec<Rc<Task>> {
+    with_hub(|h| {
+        let mut v = vec![h.main.clone()];
+        v.extend(
+            h.registry
+                .borrow()
+                .0
+                .iter()
+                .filter_map(|w| w.as_ref().and_then(Weak::upgrade)),
+        );
+        v
+    })
+}
+
+/// The running task (the main one outside any spawned greenlet).
+pub(crate) fn current_task() -> Rc<Task> {
+    with_hub(|h| h.current.borrow().clone().unwrap_or_else(|| h.main.clone()))
+}
+
+/// Whether `task` is the one running now.
+pub(crate) fn is_current(task: &Task) -> bool {
+    with_hub(|h| {
+        h.current
+            .borrow()
+            .as_ref()
+            .is_some_and(|c| std::ptr::eq(&**c, task))
+    })
+}
+
+/// The hub's clock, now.
+pub(crate) fn now() -> Deadline {
+    with_hub(|h| h.clock.now())
+}
+
+/// The deadline `d` from now (saturating).
+pub(crate) fn deadline_after(d: Duration) -> Deadline {
+    Deadline::after(now(), d)
+}
+
+/// Raises `what` in `task` (see [`Interrupt`] for the rules). For the running greenlet
+/// itself the caller raises at once instead.
+pub(crate) fn interrupt(task: &Rc<Task>, what: Interrupt) {
+    if task.finished.get() {
+        return;
+    }
+    task.interrupt
+        .set(Some(Interrupt::merge(task.interrupt.get(), what)));
+    if task.parked.get() {
+        task.parked.set(false);
+        task.wake.set(Wake::Interrupted);
+        schedule(task.clone());
+    } else if !task.started.get() {
+        if let Some(id) = task.start_timer.take() {
+            cancel_timer(id);
+            schedule(task.clone());
+        }
+    }
+}
+
+/// Raises the running greenlet's pending interrupt, if any (and if it is not unwinding
+/// already: a second unwind would abort the process).
+pub(crate) fn check_interrupt(me: &Task) {
+    if me.interrupt.get().is_some() && !std::thread::panicking() {
+        if let Some(i) = me.interrupt.take() {
+            raise(i);
+        }
+    }
+}
+
 /// Parks the running greenlet until one of the wakers made by `prepare` fires, and says why.
 /// `prepare` receives the waker for this wait and registers it wherever the wake-up will come
-/// from; it runs before the greenlet leaves, so no wake-up can be lost.
-pub(crate) fn park(prepare: impl FnOnce(&Waker)) -> Wake {
+/// from; it runs before the greenlet leaves, so no wake-up can be lost. What it returns (a
+/// timer to cancel, say) is handed back with the reason, or dropped before an interrupt
+/// unwinds the caller: put cleanup in its `Drop`.
+///
+/// A pending interrupt is raised before parking; an interrupt that arrives while parked is
+/// raised here after waking.
+pub(crate) fn park<G>(waiting: Waiting, prepare: impl FnOnce(&Waker) -> G) -> (Wake, G) {
     let (hub, me) = with_hub(|h| (h.clone(), h.current.borrow().clone().expect("current task")));
+    check_interrupt(&me);
     let gen = me.generation.get() + 1;
     me.generation.set(gen);
     me.parked.set(true);
+    me.waiting.set(waiting);
     let waker = Waker {
         task: me.clone(),
         generation: gen,
     };
-    prepare(&waker);
+    let guard = prepare(&waker);
     drop(waker);
     if me.parked.get() {
         // Not woken during `prepare`: hand control to the hub until a waker fires.
         let _ = hub.raw.switch(Box::new(()));
     }
     me.parked.set(false);
-    me.wake.get()
+    me.waiting.set(Waiting::Nothing);
+    let why = me.wake.get();
+    if why == Wake::Interrupted && !std::thread::panicking() {
+        if let Some(i) = me.interrupt.take() {
+            drop(guard);
+            raise(i);
+        }
+    }
+    (why, guard)
 }
 
 /// Yields: lets everything that is ready now run, then comes back (`sleep(ZERO)`). The
-/// running greenlet goes to the back of the run queue and the hub takes over.
+/// running greenlet goes to the back of the run queue and the hub takes over. A pending kill
+/// or timeout is raised on the way back.
 pub fn yield_now() {
     let (hub, me) = with_hub(|h| (h.clone(), h.current.borrow().clone().expect("current task")));
-    hub.ready.borrow_mut().push(me);
+    hub.ready.borrow_mut().push(me.clone());
     let _ = hub.raw.switch(Box::new(()));
+    check_interrupt(&me);
+}
+
+/// Cancels a timer when dropped (the guard `park` drops before an interrupt unwinds).
+pub(crate) struct TimerGuard(pub(crate) Option<TimerId>);
+
+impl Drop for TimerGuard {
+    fn drop(&mut self) {
+        if let Some(id) = self.0.take() {
+            cancel_timer(id);
+        }
+    }
+}
+
+/// A timer that wakes `w` with [`Wake::Timeout`] after `timeout` (none for `None`), cancelled
+/// when the guard drops.
+pub(crate) fn timeout_guard(w: &Waker, timeout: Option<Duration>) -> TimerGuard {
+    TimerGuard(timeout.map(|d| add_timer(deadline_after(d), TimerAction::Wake(w.clone()))))
 }
 
 /// Suspends the running greenlet for `d`; other greenlets run meanwhile. A zero duration
 /// yields ([`yield_now`]). `Duration::MAX` and deadlines past the clock's range are clamped.
-/// Returns an error only if nothing could ever end the sleep... which a timer always can, so
-/// `sleep` cannot fail: it returns nothing.
 pub fn sleep(d: Duration) {
     if d.is_zero() {
         return yield_now();
     }
-    let id = Cell::new(None);
-    park(|w| {
-        let deadline = with_hub(|h| Deadline::after(h.epoch.now(), d));
-        id.set(Some(add_timer(deadline, w.clone())));
+    let deadline = deadline_after(d);
+    park(Waiting::Sleep(deadline), |w| {
+        TimerGuard(Some(add_timer(deadline, TimerAction::Wake(w.clone()))))
     });
-    if let Some(id) = id.get() {
-        cancel_timer(id);
-    }
 }
 
-/// Registers a timer that wakes `w` with [`Wake::Timeout`] at `deadline`.
-pub(crate) fn add_timer(deadline: Deadline, w: Waker) -> TimerId {
-    with_hub(|h| h.timers.borrow_mut().insert(deadline, w))
+/// Registers a timer that runs `action` at `deadline`.
+pub(crate) fn add_timer(deadline: Deadline, action: TimerAction) -> TimerId {
+    with_hub(|h| h.timers.borrow_mut().insert(deadline, action))
 }
 
 /// Cancels a timer (no-op if it fired).
@@ -290,36 +639,44 @@ pub(crate) fn cancel_timer(id: TimerId) {
     with_hub(|h| drop(h.timers.borrow_mut().cancel(id)));
 }
 
+/// Unregisters a finished fd wait (the guard `wait_fd` parks with).
+struct FdGuard {
+    fd: RawFd,
+    _timer: TimerGuard,
+}
+
+impl Drop for FdGuard {
+    fn drop(&mut self) {
+        with_hub(|h| h.unwatch(self.fd));
+    }
+}
+
 /// Waits until `fd` is readable (`write == false`) or writable, or until `timeout` passes.
-/// Errors: `TimedOut` on timeout; an error saying the wait would block forever if nothing else
-/// in the loop could ever run (impossible while the fd is registered, kept for symmetry).
+/// Errors: `TimedOut` on timeout; `Interrupted` if a kill or timeout arrived while this
+/// greenlet was already unwinding; the poller's error if the fd cannot be watched.
 pub fn wait_fd(fd: RawFd, write: bool, timeout: Option<Duration>) -> io::Result<()> {
-    let timer = Cell::new(None);
-    let err = RefCell::new(None);
-    let why = park(|w| {
-        let r = with_hub(|h| h.watch(fd, write, w.clone()));
-        if let Err(e) = r {
-            *err.borrow_mut() = Some(e);
-            w.wake(Wake::Ready);
-            return;
-        }
-        if let Some(d) = timeout {
-            let deadline = with_hub(|h| Deadline::after(h.epoch.now(), d));
-            timer.set(Some(add_timer(deadline, w.clone())));
+    let (why, guard) = park(Waiting::Fd { fd, write }, |w| {
+        match with_hub(|h| h.watch(fd, write, w.clone())) {
+            Err(e) => {
+                w.wake(Wake::Ready);
+                Err(e)
+            }
+            Ok(()) => Ok(FdGuard {
+                fd,
+                _timer: timeout_guard(w, timeout),
+            }),
         }
     });
-    if let Some(id) = timer.get() {
-        cancel_timer(id);
-    }
-    with_hub(|h| h.unwatch(fd, write));
-    if let Some(e) = err.into_inner() {
-        return Err(e);
-    }
+    drop(guard?);
     match why {
         Wake::Ready => Ok(()),
         Wake::Timeout => Err(io::Error::new(
             io::ErrorKind::TimedOut,
             format!("grove: fd {fd} not ready within {timeout:?}"),
+        )),
+        Wake::Interrupted => Err(io::Error::new(
+            io::ErrorKind::Interrupted,
+            "grove: the wait was interrupted (kill or timeout) while unwinding",
         )),
         Wake::LoopExit => Err(loop_exit_error()),
     }
@@ -378,15 +735,11 @@ impl Hub {
 
     /// Drops the waiters of `fd` that are spent (woken or stale) and shrinks the registered
     /// interest to what is still awaited.
-    fn unwatch(&self, fd: RawFd, _write: bool) {
+    fn unwatch(&self, fd: RawFd) {
         let mut io = self.io.borrow_mut();
         let Some(entry) = io.get_mut(&fd) else { return };
-        entry
-            .readers
-            .retain(|w| w.task.parked.get() && w.task.generation.get() == w.generation);
-        entry
-            .writers
-            .retain(|w| w.task.parked.get() && w.task.generation.get() == w.generation);
+        entry.readers.retain(|w| !w.is_stale());
+        entry.writers.retain(|w| !w.is_stale());
         let want = (!entry.readers.is_empty(), !entry.writers.is_empty());
         if want == (false, false) {
             if entry.registered.is_some() {
@@ -426,6 +779,10 @@ const POLL_EVERY: usize = 64;
 /// The body of the hub greenlet. Never returns.
 fn run_loop() {
     let hub = with_hub(Rc::clone);
+    if let Some(p) = &hub.probe {
+        // The main greenlet, running when the hub was made, has just handed over.
+        p.leave();
+    }
     let mut events = Events::with_capacity(256);
     // Greenlets run since the last poll. While greenlets are ready the hub skips the (system
     // call) poll until this reaches POLL_EVERY: a loop of yields still lets I/O in at least
@@ -453,9 +810,15 @@ fn run_loop() {
                 continue;
             }
             *hub.current.borrow_mut() = Some(task.clone());
+            if let Some(p) = &hub.probe {
+                p.enter(&task);
+            }
             // The task runs until it parks or finishes; either way it comes back here. A
             // spawned greenlet catches its own panics, so the result carries nothing.
             let _ = task.raw.switch(Box::new(()));
+            if let Some(p) = &hub.probe {
+                p.leave();
+            }
             *hub.current.borrow_mut() = None;
         }
         since_poll += n;
@@ -464,14 +827,12 @@ fn run_loop() {
         let now = if hub.timers.borrow().is_empty() {
             Deadline::ZERO
         } else {
-            hub.epoch.now()
+            hub.clock.now()
         };
         loop {
             let fired = hub.timers.borrow_mut().pop_expired(now);
             match fired {
-                Some((_, w)) => {
-                    w.wake(Wake::Timeout);
-                }
+                Some((_, action)) => action.fire(),
                 None => break,
             }
         }
@@ -497,10 +858,15 @@ fn run_loop() {
                 hub.ready.borrow_mut().push(hub.main.clone());
                 continue;
             } else {
-                hub.timers
-                    .borrow()
-                    .next_deadline()
-                    .map(|d| d.saturating_duration_since(hub.epoch.now()))
+                let next = hub.timers.borrow().next_deadline();
+                match (&hub.clock, next) {
+                    // A paused clock jumps to the next timer instead of sleeping until it.
+                    (Clock::Paused(t), Some(d)) if hub.io.borrow().is_empty() => {
+                        t.set(t.get().max(d));
+                        Some(Duration::ZERO)
+                    }
+                    _ => next.map(|d| d.saturating_duration_since(hub.clock.now())),
+                }
             };
         since_poll = 0;
         let polled = hub.poller.borrow_mut().wait(&mut events, timeout);
@@ -569,4 +935,11 @@ pub fn wait_readable(fd: RawFd, timeout: Option<Duration>) -> io::Result<()> {
 /// Waits until `fd` is writable, or `timeout` passes (`ErrorKind::TimedOut`).
 pub fn wait_writable(fd: RawFd, timeout: Option<Duration>) -> io::Result<()> {
     wait_fd(fd, true, timeout)
+}
+
+/// The running task, if this thread has a hub that is reachable now (for panic hooks).
+pub(crate) fn try_current_task() -> Option<Rc<Task>> {
+    let h = try_hub()?;
+    let c = h.current.try_borrow().ok()?.clone();
+    c
 }

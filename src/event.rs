@@ -1,0 +1,92 @@
+//! [`Event`]: a flag greenlets wait on (gevent's `Event`).
+
+use crate::hub::event_loop::{self as hub, Waiting, Wake};
+use crate::hub::wait_list::WaitList;
+use crate::wait::{Waitable, Watcher};
+use std::cell::Cell;
+use std::fmt;
+use std::time::Duration;
+
+/// A flag that greenlets wait on: [`set`](Event::set) wakes every waiter, in the order they
+/// began waiting. `set` followed at once by [`clear`](Event::clear) still wakes everyone who
+/// was waiting when it was set.
+///
+/// ```
+/// use grove::Event;
+/// use std::rc::Rc;
+///
+/// let ev = Rc::new(Event::new());
+/// let e = ev.clone();
+/// let waiter = grove::spawn(move || e.wait());
+/// grove::sleep(std::time::Duration::from_millis(1)); // the waiter blocks
+/// ev.set();
+/// assert_eq!(waiter.get(), Ok(true));
+/// ```
+#[derive(Default)]
+pub struct Event {
+    flag: Cell<bool>,
+    waiters: WaitList,
+}
+
+impl fmt::Debug for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Event")
+            .field("set", &self.flag.get())
+            .finish()
+    }
+}
+
+impl Event {
+    /// A new, clear event.
+    pub fn new() -> Event {
+        Event::default()
+    }
+
+    /// Sets the flag and wakes every waiter.
+    pub fn set(&self) {
+        self.flag.set(true);
+        self.waiters.wake_all();
+    }
+
+    /// Clears the flag (waiters already woken stay woken).
+    pub fn clear(&self) {
+        self.flag.set(false);
+    }
+
+    /// Whether the flag is set.
+    pub fn is_set(&self) -> bool {
+        self.flag.get()
+    }
+
+    /// Waits until the flag is set (returns at once if it is). Returns true if it was set,
+    /// false if nothing could ever set it (LoopExit).
+    pub fn wait(&self) -> bool {
+        self.wait_inner(None)
+    }
+
+    /// Waits at most `timeout`; returns whether the event was set.
+    pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        self.wait_inner(Some(timeout))
+    }
+
+    fn wait_inner(&self, timeout: Option<Duration>) -> bool {
+        if self.flag.get() {
+            return true;
+        }
+        let (why, _timer) = hub::park(Waiting::On("Event::wait"), |w| {
+            self.waiters.push(w);
+            hub::timeout_guard(w, timeout)
+        });
+        why == Wake::Ready || self.flag.get()
+    }
+}
+
+impl Waitable for Event {
+    fn is_ready(&self) -> bool {
+        self.is_set()
+    }
+
+    fn watch(&self, watcher: &Watcher) {
+        self.waiters.watch(watcher);
+    }
+}
