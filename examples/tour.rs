@@ -139,5 +139,64 @@ fn main() {
         t.elapsed()
     );
 
+    // 7. Kill, links, timeouts: gevent's Greenlet API.
+    use std::cell::Cell;
+    use std::rc::Rc;
+    use std::time::Duration;
+    let worker = grove::Builder::new()
+        .name("worker")
+        .spawn(|| {
+            grove::sleep(Duration::from_secs(3600));
+            "never"
+        })
+        .expect("spawn");
+    worker.link_error(|e| println!("  link: the worker ended with an error: {e}"));
+    grove::yield_now(); // it starts and parks in its hour-long sleep
+    worker.kill(); // unwinds it where it sleeps; its link fires
+    let r = grove::timeout(Duration::from_millis(20), || {
+        grove::sleep(Duration::from_secs(3600));
+    });
+    println!("  a one-hour sleep inside timeout(20 ms): {r:?}");
+
+    // 8. Waiting for whichever finishes first, and what every greenlet is doing.
+    let ev = Rc::new(grove::Event::new());
+    let e = ev.clone();
+    let fast = grove::spawn(|| grove::sleep(Duration::from_millis(5)));
+    let setter = grove::Builder::new()
+        .name("setter")
+        .spawn(move || {
+            grove::sleep(Duration::from_millis(15));
+            e.set();
+        })
+        .expect("spawn");
+    grove::yield_now();
+    println!(
+        "  run_info while they wait:\n{}",
+        indent(&grove::debug::run_info().to_string())
+    );
+    let order: Vec<usize> = grove::iwait(&[&*ev as &dyn grove::Waitable, &fast], None).collect();
+    println!("  iwait yielded [event, fast] in the order they became ready: {order:?}");
+    setter.join().unwrap();
+
+    // 9. Greenlet-local storage.
+    grove::greenlet_local! { static HITS: Cell<u32> = Cell::new(0); }
+    let gs: Vec<_> = (1..=3)
+        .map(|n| {
+            grove::spawn(move || {
+                for _ in 0..n {
+                    HITS.with(|h| h.set(h.get() + 1));
+                    grove::yield_now();
+                }
+                HITS.with(|h| h.get())
+            })
+        })
+        .collect();
+    let counts: Vec<u32> = gs.into_iter().map(|g| g.get().unwrap()).collect();
+    println!("  three greenlets counted into their own greenlet_local: {counts:?}");
+
     println!("\nsee `cargo run --release --example bench -- switch` for the measured figures");
+}
+
+fn indent(s: &str) -> String {
+    s.lines().map(|l| format!("    {l}\n")).collect()
 }

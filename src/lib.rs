@@ -12,11 +12,15 @@
 //! | raw greenlets (python-greenlet's model): switch, throw, parent | [`greenlet`] | `std` |
 //! | the I/O pollers (epoll, kqueue, poll, select) and cross-thread wake-ups | [`sys`] | `std` |
 //! | the hub: per-thread loop, timers, fd readiness, [`HubHandle`](hub::HubHandle) | [`hub`] | `std` |
-//! | scheduled greenlets: [`spawn`], [`Greenlet::join`], [`sleep`], [`yield_now`] | crate root | `std` |
+//! | scheduled greenlets: [`spawn`], [`Greenlet::join`], [`Greenlet::kill`], [`sleep`], [`yield_now`], [`timeout`] | crate root | `std` |
+//! | waiting on several things: [`wait_any`], [`iwait`], [`Event`] | [`wait`] | `std` |
+//! | introspection: [`debug::run_info`], the blocking monitor | [`debug`], [`hub::monitor`] | `std` |
 //!
-//! The hub layer is young: spawn, join, get, sleep, yield, fd waits and cross-thread callbacks
-//! work under every poller backend; kill, links, timeouts and the rest of gevent's API come
-//! next.
+//! Above the hub, gevent's greenlet API: [`spawn`], [`spawn_later`], [`Greenlet::join`],
+//! [`Greenlet::kill`], links, [`joinall`], [`killall`], [`wait_any`]/[`iwait`] over anything
+//! [`Waitable`], scoped [`timeout`]s, [`Event`], [`greenlet_local!`], the panic hook
+//! ([`set_panic_hook`]), introspection ([`debug::run_info`]) and the blocking monitor
+//! ([`hub::monitor`]). All of it works under every poller backend.
 //!
 //! ```
 //! let a = grove::spawn(|| {
@@ -62,8 +66,16 @@ pub mod greenlet;
 #[cfg(feature = "std")]
 pub mod hub;
 #[cfg(feature = "std")]
+pub mod mpsc;
+#[cfg(feature = "std")]
+pub mod pool;
+#[cfg(feature = "std")]
+pub mod queue;
+#[cfg(feature = "std")]
 mod spawn;
 pub mod stack;
+#[cfg(feature = "std")]
+pub mod sync;
 #[cfg(feature = "std")]
 pub mod sys;
 #[cfg(feature = "std")]
