@@ -231,3 +231,44 @@ fn a_yield_loop_cannot_starve_io() {
         drop((r, w));
     });
 }
+
+fn open_fds() -> usize {
+    std::fs::read_dir("/dev/fd")
+        .or_else(|_| std::fs::read_dir("/proc/self/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+#[test]
+fn threads_that_used_grove_leave_no_file_descriptors_behind() {
+    let run = |keep_one_parked: bool| {
+        std::thread::spawn(move || {
+            let g = spawn(|| sleep(Duration::from_millis(1)));
+            g.join().unwrap();
+            if keep_one_parked {
+                // A greenlet still parked at thread exit: the hub is leaked, its fds are not.
+                let ev = Box::leak(Box::new(grove::Event::new()));
+                std::mem::forget(spawn(|| ev.wait()));
+                yield_now();
+            }
+            // A handle that outlives the thread: sending through it fails cleanly.
+            grove::hub::handle()
+        })
+        .join()
+        .unwrap()
+    };
+    // Warm up (lazily opened process-wide things), then count.
+    drop(run(false));
+    let before = open_fds();
+    let mut handles = Vec::new();
+    for i in 0..200 {
+        handles.push(run(i % 2 == 0));
+    }
+    let after = open_fds();
+    assert!(
+        after <= before + 2,
+        "fds grew from {before} to {after} over 200 threads"
+    );
+    let e = handles[0].schedule(|| ()).unwrap_err();
+    assert!(e.to_string().contains("exited"), "{e}");
+}

@@ -287,18 +287,41 @@ struct FdWaiters {
 
 /// Work sent from other threads: callbacks to run on this hub's thread.
 pub(crate) struct Remote {
-    queue: Mutex<Vec<Box<dyn FnOnce() + Send>>>,
+    queue: Mutex<RemoteQueue>,
     pending: AtomicBool,
-    notifier: Notifier,
+}
+
+/// The callbacks waiting for the hub, and how to wake it (`None` once its thread has exited:
+/// the kernel object is closed then, and sends fail).
+struct RemoteQueue {
+    jobs: Vec<Box<dyn FnOnce() + Send>>,
+    notifier: Option<Notifier>,
 }
 
 impl Remote {
     /// Queues `f` to run on the hub's thread and wakes the hub. Never loses a wake-up: the
-    /// flag is set before the notification, and the hub clears it before draining.
+    /// flag is set before the notification, and the hub clears it before draining. Errors
+    /// if the hub's thread has exited.
     pub(crate) fn send(&self, f: Box<dyn FnOnce() + Send>) -> io::Result<()> {
-        self.queue.lock().unwrap_or_else(|e| e.into_inner()).push(f);
+        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(n) = &q.notifier else {
+            return Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "grove: the hub's thread has exited; nothing can run there any more",
+            ));
+        };
+        let n = n.clone();
+        q.jobs.push(f);
+        drop(q);
         self.pending.store(true, Ordering::Release);
-        self.notifier.notify()
+        n.notify()
+    }
+
+    /// Closes the wake-up object and drops queued callbacks (the hub's thread is exiting).
+    fn close(&self) {
+        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        q.notifier = None;
+        q.jobs.clear();
     }
 }
 
@@ -311,7 +334,8 @@ pub(crate) struct Hub {
     ready: RefCell<RunQueue<Rc<Task>>>,
     timers: RefCell<TimerQueue<TimerAction>>,
     pub(crate) clock: Clock,
-    poller: RefCell<Poller>,
+    /// `None` only after the thread's exit closed it.
+    poller: RefCell<Option<Poller>>,
     io: RefCell<HashMap<RawFd, FdWaiters>>,
     pub(crate) remote: Arc<Remote>,
     /// The task the hub switched into last: the running one, while the hub is not running.
@@ -322,19 +346,43 @@ pub(crate) struct Hub {
     probe: Option<Arc<Probe>>,
 }
 
-/// This thread's hub. At thread exit it is leaked, not dropped: dropping would kill (switch
-/// into and unwind) every parked greenlet while the thread's other thread-locals are being
-/// torn down. (A proper hub shutdown is future work.) The monitor, if any, is told to stop.
+/// This thread's hub, torn down at thread exit:
+///
+/// * its kernel objects (the poller, the wake-up object other threads' handles use) are
+///   always closed, so a thread that used grove leaks no file descriptor, and handles held
+///   elsewhere get an error instead of queuing work nobody will run;
+/// * if no spawned greenlet is still alive, the hub greenlet is unwound and everything is
+///   freed;
+/// * otherwise the rest is leaked, not dropped: dropping would kill (switch into and unwind)
+///   parked greenlets while the thread's other thread-locals are being torn down.
 struct HubSlot(RefCell<Option<Rc<Hub>>>);
 
 impl Drop for HubSlot {
     fn drop(&mut self) {
-        if let Some(h) = self.0.take() {
-            if let Some(p) = &h.probe {
-                p.stop();
-            }
-            std::mem::forget(h);
+        let Some(h) = self.0.take() else { return };
+        if let Some(p) = &h.probe {
+            p.stop();
         }
+        drop(h.poller.borrow_mut().take());
+        h.remote.close();
+        let alive = h
+            .registry
+            .borrow()
+            .0
+            .iter()
+            .any(|w| w.as_ref().is_some_and(|w| w.strong_count() > 0));
+        if alive || !h.ready.borrow().is_empty() {
+            std::mem::forget(h);
+            return;
+        }
+        // Nothing left to run: unwind the hub greenlet (its loop holds a reference to the
+        // hub) and free it all. The hub greenlet returns here, to the thread's main greenlet.
+        if h.raw.state() == crate::greenlet::State::Suspended {
+            let _ = h.raw.throw();
+        }
+        *h.timers.borrow_mut() = TimerQueue::default();
+        h.io.borrow_mut().clear();
+        drop(h);
     }
 }
 
@@ -348,10 +396,10 @@ thread_local! {
 /// [`Builder::backend`](super::Builder::backend).)
 pub fn use_backend(backend: Backend) -> io::Result<()> {
     if let Some(h) = HUB.with(|h| h.0.borrow().clone()) {
-        if h.poller.borrow().backend() != backend {
+        if h.backend() != backend {
             return Err(io::Error::other(format!(
                 "grove: this thread's hub already runs on {:?}; choose the backend before the first grove call",
-                h.poller.borrow().backend()
+                h.backend()
             )));
         }
         return Ok(());
@@ -377,7 +425,7 @@ pub(crate) fn configure(config: super::Builder) -> io::Result<()> {
 
 /// The poller backend of this thread's hub (creating the hub if needed).
 pub fn backend() -> Backend {
-    with_hub(|h| h.poller.borrow().backend())
+    with_hub(|h| h.backend())
 }
 
 pub(crate) fn with_hub<R>(f: impl FnOnce(&Rc<Hub>) -> R) -> R {
@@ -406,9 +454,11 @@ fn create_hub() -> Rc<Hub> {
     let poller = Poller::new(backend)
         .unwrap_or_else(|e| panic!("grove: cannot create the {backend:?} poller: {e}"));
     let remote = Arc::new(Remote {
-        queue: Mutex::new(Vec::new()),
+        queue: Mutex::new(RemoteQueue {
+            jobs: Vec::new(),
+            notifier: Some(poller.notifier()),
+        }),
         pending: AtomicBool::new(false),
-        notifier: poller.notifier(),
     });
     let main_raw = Raw::current();
     let raw = crate::greenlet::Builder::new()
@@ -434,7 +484,7 @@ fn create_hub() -> Rc<Hub> {
         ready: RefCell::new(RunQueue::default()),
         timers: RefCell::new(TimerQueue::default()),
         clock,
-        poller: RefCell::new(poller),
+        poller: RefCell::new(Some(poller)),
         io: RefCell::new(HashMap::new()),
         remote,
         current: RefCell::new(Some(main)),
@@ -691,6 +741,18 @@ pub(crate) fn loop_exit_error() -> io::Error {
 }
 
 impl Hub {
+    /// The poller. Panics only if used after the thread's exit closed it.
+    fn poller(&self) -> std::cell::RefMut<'_, Poller> {
+        std::cell::RefMut::map(self.poller.borrow_mut(), |p: &mut Option<Poller>| {
+            p.as_mut()
+                .expect("grove: the hub was used after its thread's exit closed it")
+        })
+    }
+
+    fn backend(&self) -> Backend {
+        self.poller().backend()
+    }
+
     fn watch(&self, fd: RawFd, write: bool, w: Waker) -> io::Result<()> {
         let mut io = self.io.borrow_mut();
         let entry = io.entry(fd).or_default();
@@ -705,10 +767,8 @@ impl Hub {
             writable: want.1,
         };
         let r = match entry.registered {
-            None => self.poller.borrow_mut().add(fd, fd as usize, interest),
-            Some(have) if have != want => {
-                self.poller.borrow_mut().modify(fd, fd as usize, interest)
-            }
+            None => self.poller().add(fd, fd as usize, interest),
+            Some(have) if have != want => self.poller().modify(fd, fd as usize, interest),
             Some(_) => Ok(()),
         };
         match r {
@@ -743,7 +803,7 @@ impl Hub {
         let want = (!entry.readers.is_empty(), !entry.writers.is_empty());
         if want == (false, false) {
             if entry.registered.is_some() {
-                let _ = self.poller.borrow_mut().delete(fd);
+                let _ = self.poller().delete(fd);
             }
             io.remove(&fd);
         } else if entry.registered != Some(want) {
@@ -751,12 +811,7 @@ impl Hub {
                 readable: want.0,
                 writable: want.1,
             };
-            if self
-                .poller
-                .borrow_mut()
-                .modify(fd, fd as usize, interest)
-                .is_ok()
-            {
+            if self.poller().modify(fd, fd as usize, interest).is_ok() {
                 entry.registered = Some(want);
             }
         }
@@ -793,8 +848,14 @@ fn run_loop() {
         if hub.remote.pending.load(Ordering::Acquire)
             && hub.remote.pending.swap(false, Ordering::AcqRel)
         {
-            let batch =
-                std::mem::take(&mut *hub.remote.queue.lock().unwrap_or_else(|e| e.into_inner()));
+            let batch = std::mem::take(
+                &mut hub
+                    .remote
+                    .queue
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .jobs,
+            );
             for f in batch {
                 f();
             }
@@ -869,7 +930,7 @@ fn run_loop() {
                 }
             };
         since_poll = 0;
-        let polled = hub.poller.borrow_mut().wait(&mut events, timeout);
+        let polled = hub.poller().wait(&mut events, timeout);
         if let Err(e) = polled {
             // A poller failure is not recoverable by the loop: report it and keep turning, so
             // that timers still fire (a persistent failure shows up once per turn).
