@@ -8,8 +8,23 @@
 //! cargo run --release --example bench -- stacks [N]   N live greenlets on 64 KiB stacks bytes/greenlet
 //! cargo run --release --example bench -- spawn [N]    spawn + join, batches of 1000   ns/task
 //! cargo run --release --example bench -- yield [N]    two greenlets yielding N times   ns/yield
+//! cargo run --release --example bench -- pingpong [N] two greenlets hand a value N times ns/handoff
+//! cargo run --release --example bench -- park [N]     N greenlets blocked on one Event  bytes/greenlet
 //! cargo run --release --example bench -- timers [N]   N greenlets sleep U(0,1) s       ms (p99 lateness)
 //! ```
+//!
+//! * `pingpong` hands a number back and forth between two greenlets through the cheapest
+//!   hub-level primitive there is: an `Rc<Cell<u64>>` for the value and one [`grove::Event`]
+//!   per direction (set by the sender, waited on and cleared by the receiver). Every handoff
+//!   parks one greenlet and wakes the other through the hub. Peer: `peers tokio-pingpong`
+//!   (unbounded mpsc channels), which also counts 2N handoffs.
+//! * `park` (default N = 100000; 1000000 works at the default `vm.max_map_count`) spawns N
+//!   greenlets on 64 KiB stacks that all block on one `Event`, reports the growth
+//!   of the process's RSS per parked greenlet, then sets the event and joins them all. Peer:
+//!   `peers tokio-park` (tasks blocked on a semaphore).
+//! * `timers` also prints when the sleepers started (first to last) and how many woke more
+//!   than 5 ms late with a deadline before and after the last start: equally ready greenlets
+//!   run in FIFO order, so one woken while others are still starting waits behind them.
 //!
 //! Micro cases report the median of 7 in-process repetitions, like the peers.
 
@@ -230,6 +245,93 @@ fn yield_case(n: u64) {
     result(&mut samples, "ns/yield", "grove yield_now");
 }
 
+/// Two greenlets hand a value back and forth `n` times each way, through two `Event`s.
+fn pingpong_case(n: u64) {
+    use grove::Event;
+    use std::cell::Cell;
+    use std::rc::Rc;
+    let mut samples = Vec::new();
+    for _ in 0..REPS {
+        let value = Rc::new(Cell::new(0u64));
+        // `to_b` is set when a value waits for B; `to_a` when the answer waits for A.
+        let (to_a, to_b) = (Rc::new(Event::new()), Rc::new(Event::new()));
+        let t = Instant::now();
+        let b = {
+            let (value, to_a, to_b) = (value.clone(), to_a.clone(), to_b.clone());
+            grove::spawn(move || {
+                for _ in 0..n {
+                    to_b.wait();
+                    to_b.clear();
+                    value.set(value.get() + 1);
+                    to_a.set();
+                }
+            })
+        };
+        let a = {
+            let value = value.clone();
+            grove::spawn(move || {
+                for i in 0..n {
+                    value.set(i);
+                    to_b.set();
+                    to_a.wait();
+                    to_a.clear();
+                    assert_eq!(value.get(), i + 1);
+                }
+            })
+        };
+        a.join().unwrap();
+        b.join().unwrap();
+        samples.push(ns_per(t, 2 * n));
+    }
+    result(&mut samples, "ns/handoff", "grove Event ping-pong");
+}
+
+/// `n` greenlets blocked on one `Event`: the RSS each costs, then all released and joined.
+fn park_case(n: u64) {
+    use std::cell::Cell;
+    use std::rc::Rc;
+    // Make the hub (and warm the allocator) before the baseline.
+    grove::spawn(|| ()).join().unwrap();
+    let ev = Rc::new(grove::Event::new());
+    let parked = Rc::new(Cell::new(0u64));
+    let before = rss_bytes();
+    let t = Instant::now();
+    let mut gs = Vec::with_capacity(n as usize);
+    for i in 0..n {
+        let (ev, parked) = (ev.clone(), parked.clone());
+        let g = grove::Builder::new()
+            .stack_size(64 * 1024)
+            .spawn(move || {
+                parked.set(parked.get() + 1);
+                ev.wait();
+            })
+            .unwrap_or_else(|e| panic!("greenlet {i} of {n}: {e}"));
+        gs.push(g);
+    }
+    let spawned = t.elapsed();
+    // Every greenlet runs once, up to its wait.
+    while parked.get() < n {
+        grove::yield_now();
+    }
+    let after = rss_bytes();
+    let maps = std::fs::read_to_string("/proc/self/maps")
+        .map(|m| m.lines().count())
+        .unwrap_or(0);
+    let per = after.saturating_sub(before) as f64 / n as f64;
+    println!(
+        "{n} greenlets spawned in {spawned:.2?}, all parked after {:.2?}; {maps} memory mappings; RSS +{} MiB",
+        t.elapsed(),
+        after.saturating_sub(before) >> 20
+    );
+    let t = Instant::now();
+    ev.set();
+    for g in gs {
+        g.join().unwrap();
+    }
+    println!("woken and joined all {n} in {:.2?}", t.elapsed());
+    result(&mut [per], "bytes/greenlet", "grove parked greenlet RSS");
+}
+
 /// The peers' deterministic U(0,1) sequence, so every runtime sleeps the same durations.
 fn uniform(i: u64) -> std::time::Duration {
     let mut x = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xD1B5_4A32_D192_ED03;
@@ -242,11 +344,12 @@ fn uniform(i: u64) -> std::time::Duration {
 fn timers_case(n: u64) {
     use std::cell::RefCell;
     use std::rc::Rc;
-    let late = Rc::new(RefCell::new(Vec::with_capacity(n as usize)));
+    // Per sleeper: when it started and when its sleep was due (ms since t0), how late it woke.
+    let rec = Rc::new(RefCell::new(Vec::with_capacity(n as usize)));
     let t0 = Instant::now();
     let gs: Vec<_> = (0..n)
         .map(|i| {
-            let late = late.clone();
+            let rec = rec.clone();
             grove::Builder::new()
                 .stack_size(32 * 1024)
                 .spawn(move || {
@@ -254,7 +357,9 @@ fn timers_case(n: u64) {
                     let start = Instant::now();
                     grove::sleep(d);
                     let lateness = start.elapsed().saturating_sub(d);
-                    late.borrow_mut().push(lateness.as_secs_f64() * 1e3);
+                    let ms = |t: Instant| t.duration_since(t0).as_secs_f64() * 1e3;
+                    rec.borrow_mut()
+                        .push((ms(start), ms(start + d), lateness.as_secs_f64() * 1e3));
                 })
                 .expect("spawn")
         })
@@ -263,8 +368,19 @@ fn timers_case(n: u64) {
     for g in gs {
         g.join().unwrap();
     }
-    println!("spawned {n} in {spawned:.2?}");
-    let mut l = late.borrow_mut();
+    let rec = rec.borrow();
+    // Equally ready greenlets run in FIFO order, so a sleeper due before the last one started
+    // waits behind those still starting: how long the start phase lasts matters.
+    let first = rec.iter().map(|r| r.0).fold(f64::MAX, f64::min);
+    let last = rec.iter().map(|r| r.0).fold(0.0, f64::max);
+    let slow = |phase: &dyn Fn(f64) -> bool| rec.iter().filter(|r| phase(r.1) && r.2 > 5.0).count();
+    println!(
+        "spawned {n} in {:.2?}; they started from {first:.1} to {last:.1} ms; woken > 5 ms late: {} due before the last start, {} after",
+        spawned,
+        slow(&|due| due < last),
+        slow(&|due| due >= last)
+    );
+    let mut l: Vec<f64> = rec.iter().map(|r| r.2).collect();
     l.sort_by(|a, b| a.partial_cmp(b).unwrap());
     let p50 = l[l.len() / 2];
     let p99 = l[l.len() * 99 / 100];
@@ -284,10 +400,12 @@ fn main() {
         "stacks" => stacks(arg(2, 100_000)),
         "spawn" => spawn_case(arg(2, 100_000)),
         "yield" => yield_case(arg(2, 1_000_000)),
+        "pingpong" => pingpong_case(arg(2, 1_000_000)),
+        "park" => park_case(arg(2, 100_000)),
         "timers" => timers_case(arg(2, 100_000)),
         _ => {
             eprintln!(
-                "usage: bench switch|create|stacks|spawn|yield|timers [N]   (see benches/bench.rs)"
+                "usage: bench switch|create|stacks|spawn|yield|pingpong|park|timers [N]   (see benches/bench.rs)"
             );
             std::process::exit(2);
         }

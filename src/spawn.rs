@@ -10,13 +10,14 @@
 
 use crate::greenlet::{self as raw, GreenletExit};
 use crate::hub::event_loop::{
-    self as hub, ElapsedSignal, Interrupt, Task, TaskInfo, TimerAction, Waiting, Wake,
+    self as hub, ElapsedSignal, Interrupt, Task, TaskInfo, TimerAction, Waiting, Wake, Waker,
 };
 use crate::hub::wait_list::WaitList;
 use crate::wait::{Waitable, Watcher};
 use std::any::Any;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::fmt;
+use std::marker::PhantomData;
 use std::panic::{self, AssertUnwindSafe, Location};
 use std::rc::Rc;
 use std::sync::{Arc, Once, RwLock};
@@ -67,20 +68,150 @@ enum LinkOn {
 
 type LinkFn<T> = Box<dyn FnOnce(&Result<T, GreenletError>)>;
 
-struct Shared<T> {
-    result: RefCell<Option<Result<T, GreenletError>>>,
+/// The links of a `Greenlet<T>` not yet fired, in the order they were added.
+type Links<T> = Vec<(LinkOn, LinkFn<T>)>;
+
+/// What a spawned greenlet's handle waits for and reads. It lives in the greenlet's
+/// [`Task`] (`Task::join`), so that spawning allocates once; the task does not know `T`, so
+/// the outcome and the links are kept type-erased, and only [`Greenlet<T>`] and the body
+/// (which know `T`) read them back.
+#[derive(Default)]
+pub(crate) struct JoinState {
     /// Joiners and watchers, woken when it finishes.
-    waiters: WaitList,
-    /// Links not yet fired, in the order they were added.
-    links: RefCell<Vec<(LinkOn, LinkFn<T>)>>,
+    waiters: Joiners,
+    /// The outcome, stored when the body ends (before the links fire and the joiners wake).
+    outcome: RefCell<Outcome>,
+    /// The links not yet fired: a `Links<T>`, boxed twice so that a greenlet without links
+    /// pays one word for them.
+    links: Cell<Option<Box<Box<dyn Any>>>>,
+}
+
+/// Who waits for a greenlet to finish, woken all at once in the order they began waiting
+/// (the [`WaitList`] rules). Most greenlets have at most one joiner at a time, so the first
+/// one waits in a slot of its own and a `WaitList` is allocated only for more (or for a
+/// watcher): a join then allocates nothing, and a task carries 24 bytes for this, not 48.
+///
+/// FIFO: `first` is taken only while `rest` is absent, so everything in `rest` came after it.
+#[derive(Default)]
+struct Joiners {
+    first: Cell<Option<Waker>>,
+    rest: Cell<Option<Box<WaitList>>>,
+}
+
+impl Joiners {
+    /// Adds a parked greenlet's waker.
+    fn push(&self, w: &Waker) {
+        match self.rest.take() {
+            Some(rest) => {
+                rest.push(w);
+                self.rest.set(Some(rest));
+            }
+            None => match self.first.take() {
+                Some(f) if !f.is_stale() => {
+                    self.first.set(Some(f));
+                    let rest = Box::<WaitList>::default();
+                    rest.push(w);
+                    self.rest.set(Some(rest));
+                }
+                // Empty, or holding a spent waker (its greenlet left that wait): replacing
+                // it is the pruning a `WaitList` does.
+                spent => {
+                    self.first.set(Some(w.clone()));
+                    drop(spent);
+                }
+            },
+        }
+    }
+
+    /// Adds a watcher (`wait_any`/`iwait`).
+    fn watch(&self, watcher: &Watcher) {
+        let rest = self.rest.take().unwrap_or_default();
+        rest.watch(watcher);
+        self.rest.set(Some(rest));
+    }
+
+    /// Wakes everyone, in order. Those added meanwhile are not woken.
+    fn wake_all(&self) {
+        let (first, rest) = (self.first.take(), self.rest.take());
+        if let Some(w) = first {
+            w.wake(Wake::Ready);
+        }
+        if let Some(rest) = rest {
+            rest.wake_all();
+        }
+    }
+}
+
+/// A greenlet's outcome, without its type.
+#[derive(Default)]
+enum Outcome {
+    /// Not finished.
+    #[default]
+    Pending,
+    /// It returned this `Box<T>` (a zero-sized `T` costs no allocation).
+    Value(Box<dyn Any>),
+    /// It panicked or was killed.
+    Error(GreenletError),
+    /// The whole `Box<Result<T, GreenletError>>`, an `Ok`: the form a link borrows. Used
+    /// once the greenlet has links (one allocation, on that rarer path).
+    WholeOk(Box<dyn Any>),
+    /// The same, an `Err`. (Two variants rather than a flag keep `Outcome` at 24 bytes.)
+    WholeErr(Box<dyn Any>),
+    /// Moved out by [`Greenlet::get`], or dropped with the handle.
+    Taken,
+    /// Not finished, and the handle is gone: nobody will read the outcome, so the body
+    /// drops it where it ends instead of storing it.
+    Detached,
+}
+
+impl Outcome {
+    fn new<T: 'static>(r: Result<T, GreenletError>) -> Outcome {
+        match r {
+            Ok(v) => Outcome::Value(Box::new(v)),
+            Err(e) => Outcome::Error(e),
+        }
+    }
+
+    fn whole<T: 'static>(r: Result<T, GreenletError>) -> Outcome {
+        if r.is_ok() {
+            Outcome::WholeOk(Box::new(r))
+        } else {
+            Outcome::WholeErr(Box::new(r))
+        }
+    }
+
+    /// The result, moved out (`None` if pending or taken).
+    fn into_result<T: 'static>(self) -> Option<Result<T, GreenletError>> {
+        const WRONG: &str = "grove: a greenlet's outcome has the type it was spawned with";
+        match self {
+            Outcome::Value(b) => Some(Ok(*b.downcast::<T>().expect(WRONG))),
+            Outcome::Error(e) => Some(Err(e)),
+            Outcome::WholeOk(result) | Outcome::WholeErr(result) => {
+                Some(*result.downcast::<Result<T, GreenletError>>().expect(WRONG))
+            }
+            Outcome::Pending | Outcome::Taken | Outcome::Detached => None,
+        }
+    }
+
+    /// The `Whole` result, borrowed.
+    fn as_whole<T: 'static>(&self) -> Option<&Result<T, GreenletError>> {
+        match self {
+            Outcome::WholeOk(result) | Outcome::WholeErr(result) => result.downcast_ref(),
+            _ => None,
+        }
+    }
 }
 
 /// A greenlet scheduled on this thread's hub, producing a `T`.
 ///
 /// Dropping the handle does not kill the greenlet: it runs on, detached.
 pub struct Greenlet<T> {
+    /// The task, which also holds the outcome (a `T` or an error) and the links.
     task: Rc<Task>,
-    shared: Rc<Shared<T>>,
+    /// The outcome's type. Invariant, as when the outcome was a `RefCell<T>` of its own: a
+    /// subtype coercion (of a higher-ranked `fn`, say) would change the `TypeId` the outcome
+    /// is read back by.
+    _result: PhantomData<Cell<T>>,
 }
 
 /// Configures a greenlet before spawning it.
@@ -149,12 +280,7 @@ impl Builder {
         F: FnOnce() -> T + 'static,
     {
         install_std_hook();
-        let shared = Rc::new(Shared {
-            result: RefCell::new(None),
-            waiters: WaitList::default(),
-            links: RefCell::new(Vec::new()),
-        });
-        let hub_raw = hub::with_hub(|h| h.raw.clone());
+        let (hub_raw, spawner) = hub::with_hub(|h| (h.raw.clone(), h.current_id()));
         let mut b = raw::Builder::new().parent(&hub_raw);
         if let Some(n) = &self.name {
             b = b.name(n.clone());
@@ -162,9 +288,8 @@ impl Builder {
         if let Some(s) = self.stack_size {
             b = b.stack_size(s);
         }
-        let sh = shared.clone();
         let raw = b.build(move |_| {
-            run_body(&sh, f);
+            run_body(f);
             Box::new(()) as Box<dyn Any>
         })?;
         let task = Task::new(
@@ -172,17 +297,20 @@ impl Builder {
             Some(TaskInfo {
                 name: self.name.map(Arc::from),
                 spawned_at,
-                spawner: hub::current_task().id(),
+                spawner,
             }),
         );
         hub::register(&task);
-        Ok(Greenlet { task, shared })
+        Ok(Greenlet {
+            task,
+            _result: PhantomData,
+        })
     }
 }
 
 /// The body of every spawned greenlet: run `f` (unless killed before starting), keep the
 /// outcome, report a panic, fire the links, wake the joiners.
-fn run_body<T, F: FnOnce() -> T>(sh: &Shared<T>, f: F) {
+fn run_body<T: 'static, F: FnOnce() -> T>(f: F) {
     let me = hub::current_task();
     me.started.set(true);
     let outcome = if me.interrupt.get() == Some(Interrupt::Kill) {
@@ -207,14 +335,34 @@ fn run_body<T, F: FnOnce() -> T>(sh: &Shared<T>, f: F) {
     me.finished.set(true);
     me.interrupt.set(None);
     hub::unregister(&me);
-    *sh.result.borrow_mut() = Some(outcome);
-    let links = std::mem::take(&mut *sh.links.borrow_mut());
-    for (on, link) in links {
-        let r = sh.result.borrow();
-        let r = r.as_ref().expect("the outcome was just stored");
-        fire_link(&me, on, r, link);
+    let j = &me.join;
+    let links = j.links.take().map(|links| {
+        *(*links)
+            .downcast::<Links<T>>()
+            .expect("grove: a greenlet's links have the type it was spawned with")
+    });
+    let detached = matches!(*j.outcome.borrow(), Outcome::Detached);
+    match links {
+        // Nobody will read it: the links see it, then it is dropped here, as the greenlet ends.
+        Some(links) if detached => {
+            for (on, link) in links {
+                fire_link(&me, on, &outcome, link);
+            }
+        }
+        None if detached => {}
+        None => *j.outcome.borrow_mut() = Outcome::new(outcome),
+        Some(links) => {
+            *j.outcome.borrow_mut() = Outcome::whole(outcome);
+            for (on, link) in links {
+                let o = j.outcome.borrow();
+                let r = o
+                    .as_whole::<T>()
+                    .expect("the outcome was just stored whole");
+                fire_link(&me, on, r, link);
+            }
+        }
     }
-    sh.waiters.wake_all();
+    j.waiters.wake_all();
 }
 
 fn fire_link<T>(me: &Task, on: LinkOn, r: &Result<T, GreenletError>, link: LinkFn<T>) {
@@ -283,7 +431,7 @@ impl<T> Greenlet<T> {
 
     /// It has finished (returned, panicked or been killed).
     pub fn ready(&self) -> bool {
-        self.shared.result.borrow().is_some()
+        !matches!(*self.task.join.outcome.borrow(), Outcome::Pending)
     }
 
     /// The same as [`ready`](Self::ready): it has finished and will never run again.
@@ -293,7 +441,14 @@ impl<T> Greenlet<T> {
 
     /// It finished by returning a value.
     pub fn successful(&self) -> bool {
-        matches!(*self.shared.result.borrow(), Some(Ok(_)))
+        match &*self.task.join.outcome.borrow() {
+            Outcome::Value(_) | Outcome::WholeOk(_) => true,
+            Outcome::Pending
+            | Outcome::Error(_)
+            | Outcome::WholeErr(_)
+            | Outcome::Taken
+            | Outcome::Detached => false,
+        }
     }
 
     /// Waits until it has finished; other greenlets run meanwhile. Errors with
@@ -319,7 +474,7 @@ impl<T> Greenlet<T> {
             return Err(GreenletError::WouldBlockForever);
         }
         let (why, _timer) = hub::park(Waiting::Join(self.id()), |w| {
-            self.shared.waiters.push(w);
+            self.task.join.waiters.push(w);
             hub::timeout_guard(w, timeout)
         });
         match why {
@@ -331,13 +486,13 @@ impl<T> Greenlet<T> {
     }
 
     /// Waits for it to finish and returns its value, or why there is none.
-    pub fn get(self) -> Result<T, GreenletError> {
+    pub fn get(self) -> Result<T, GreenletError>
+    where
+        T: 'static,
+    {
         self.join()?;
-        self.shared
-            .result
-            .borrow_mut()
-            .take()
-            .unwrap_or(Err(GreenletError::Killed))
+        let outcome = std::mem::replace(&mut *self.task.join.outcome.borrow_mut(), Outcome::Taken);
+        outcome.into_result().unwrap_or(Err(GreenletError::Killed))
     }
 
     /// Kills it and waits until it is dead (gevent's `kill(block=True)`): it unwinds from its
@@ -369,12 +524,18 @@ impl<T> Greenlet<T> {
     /// Runs `f` with the outcome when it finishes (gevent's `link`). Links fire once each, in
     /// the order they were added, in the finishing greenlet just before its joiners wake; if
     /// it has finished already, `f` runs now. A panic in a link is reported and contained.
-    pub fn link(&self, f: impl FnOnce(&Result<T, GreenletError>) + 'static) {
+    pub fn link(&self, f: impl FnOnce(&Result<T, GreenletError>) + 'static)
+    where
+        T: 'static,
+    {
         self.add_link(LinkOn::Any, Box::new(f));
     }
 
     /// Like [`link`](Self::link), only if it returned a value.
-    pub fn link_value(&self, f: impl FnOnce(&T) + 'static) {
+    pub fn link_value(&self, f: impl FnOnce(&T) + 'static)
+    where
+        T: 'static,
+    {
         self.add_link(
             LinkOn::Value,
             Box::new(move |r| {
@@ -386,7 +547,10 @@ impl<T> Greenlet<T> {
     }
 
     /// Like [`link`](Self::link), only if it panicked or was killed.
-    pub fn link_error(&self, f: impl FnOnce(&GreenletError) + 'static) {
+    pub fn link_error(&self, f: impl FnOnce(&GreenletError) + 'static)
+    where
+        T: 'static,
+    {
         self.add_link(
             LinkOn::Error,
             Box::new(move |r| {
@@ -397,15 +561,54 @@ impl<T> Greenlet<T> {
         );
     }
 
-    fn add_link(&self, on: LinkOn, f: LinkFn<T>) {
+    fn add_link(&self, on: LinkOn, f: LinkFn<T>)
+    where
+        T: 'static,
+    {
+        let j = &self.task.join;
         if self.ready() {
-            let r = self.shared.result.borrow();
-            if let Some(r) = r.as_ref() {
+            {
+                // A link borrows the whole `Result<T, _>`: store it in that form (once).
+                let mut o = j.outcome.borrow_mut();
+                if matches!(*o, Outcome::Value(_) | Outcome::Error(_)) {
+                    let r = std::mem::take(&mut *o).into_result::<T>();
+                    *o = Outcome::whole(r.expect("a finished outcome"));
+                }
+            }
+            let o = j.outcome.borrow();
+            if let Some(r) = o.as_whole::<T>() {
                 fire_link(&self.task, on, r, f);
             }
             return;
         }
-        self.shared.links.borrow_mut().push((on, f));
+        let mut links = j
+            .links
+            .take()
+            .unwrap_or_else(|| Box::new(Box::new(Links::<T>::new())));
+        links
+            .downcast_mut::<Links<T>>()
+            .expect("grove: a greenlet's links have the type it was spawned with")
+            .push((on, f));
+        j.links.set(Some(links));
+    }
+}
+
+impl<T> Drop for Greenlet<T> {
+    /// The outcome belongs to the handle: it goes with it (or, if the greenlet has not
+    /// finished, it is dropped where the greenlet ends), not whenever the task's last
+    /// reference happens to go (a waker left in some wait list, say).
+    fn drop(&mut self) {
+        let outcome = match self.task.join.outcome.try_borrow_mut() {
+            Ok(mut o) if matches!(*o, Outcome::Pending) => {
+                *o = Outcome::Detached;
+                return;
+            }
+            Ok(mut o) => std::mem::replace(&mut *o, Outcome::Taken),
+            // Dropped by one of its own links, which borrow the outcome: it stays with the
+            // task.
+            Err(_) => return,
+        };
+        drop(outcome);
     }
 }
 
@@ -415,7 +618,7 @@ impl<T> Waitable for Greenlet<T> {
     }
 
     fn watch(&self, watcher: &Watcher) {
-        self.shared.waiters.watch(watcher);
+        self.task.join.waiters.watch(watcher);
     }
 }
 
@@ -546,5 +749,128 @@ fn report_panic(me: &Task, message: &str) {
             }
         }
         None => eprintln!("{report}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stack::pool;
+    use std::cell::Cell;
+
+    #[test]
+    fn a_link_added_after_the_end_sees_the_value_and_get_still_returns_it() {
+        let g = crate::spawn(|| String::from("done"));
+        g.join().unwrap();
+        let seen = Rc::new(RefCell::new(None));
+        let s = seen.clone();
+        g.link(move |r| *s.borrow_mut() = Some(r.clone()));
+        g.link_error(|_| unreachable!("it returned a value"));
+        assert_eq!(*seen.borrow(), Some(Ok(String::from("done"))));
+        assert!(g.successful());
+        assert_eq!(g.get(), Ok(String::from("done")));
+    }
+
+    #[test]
+    fn links_run_with_the_outcome_stored() {
+        // Inside its links the greenlet is finished, its outcome readable, `get` works after.
+        type Slot = Rc<RefCell<Option<Greenlet<Vec<u8>>>>>;
+        let slot: Slot = Rc::default();
+        let log = Rc::new(RefCell::new(Vec::new()));
+        let g = crate::spawn(|| vec![1, 2, 3]);
+        let (s, l) = (slot.clone(), log.clone());
+        g.link(move |r| {
+            let me = s.borrow();
+            let me = me.as_ref().unwrap();
+            l.borrow_mut()
+                .push((me.ready(), me.successful(), r.is_ok()));
+        });
+        *slot.borrow_mut() = Some(g);
+        slot.borrow().as_ref().unwrap().join().unwrap();
+        assert_eq!(*log.borrow(), [(true, true, true)]);
+        let g = slot.borrow_mut().take().unwrap();
+        assert_eq!(g.get(), Ok(vec![1, 2, 3]));
+
+        let bad = crate::spawn(|| -> u8 { panic!("no") });
+        let hit = Rc::new(Cell::new(false));
+        let h = hit.clone();
+        bad.link_error(move |e| h.set(matches!(e, GreenletError::Panicked { .. })));
+        bad.join().unwrap();
+        assert!(hit.get() && !bad.successful());
+        assert!(matches!(bad.get(), Err(GreenletError::Panicked { .. })));
+    }
+
+    #[test]
+    fn the_outcome_goes_with_the_handle_or_where_a_detached_greenlet_ends() {
+        struct Flag(Rc<Cell<bool>>);
+        impl Drop for Flag {
+            fn drop(&mut self) {
+                self.0.set(true);
+            }
+        }
+        let dropped = Rc::new(Cell::new(false));
+        let d = dropped.clone();
+        let g = crate::spawn(move || Flag(d));
+        g.join().unwrap();
+        assert!(!dropped.get(), "kept for get while the handle lives");
+        drop(g);
+        assert!(dropped.get());
+
+        let dropped = Rc::new(Cell::new(false));
+        let (d, seen) = (dropped.clone(), Rc::new(Cell::new(false)));
+        let s = seen.clone();
+        let g = crate::spawn(move || Flag(d));
+        g.link_value(move |_| s.set(true));
+        drop(g); // detached before it ran
+        crate::sleep(Duration::from_millis(1));
+        assert!(seen.get(), "its links still fire");
+        assert!(dropped.get(), "dropped where it ended");
+    }
+
+    #[test]
+    fn joiners_wake_in_the_order_they_came_and_spent_ones_are_replaced() {
+        let ev = Rc::new(crate::Event::new());
+        let e = ev.clone();
+        let target = Rc::new(crate::spawn(move || {
+            e.wait();
+        }));
+        let log = Rc::new(RefCell::new(Vec::new()));
+        // One joiner gives up first: its spent waker must not count.
+        let t = target.clone();
+        let quitter = crate::spawn(move || t.join_timeout(Duration::from_millis(1)));
+        assert_eq!(quitter.get(), Ok(Ok(false)));
+        let joiners: Vec<_> = (0..3)
+            .map(|i| {
+                let (t, l) = (target.clone(), log.clone());
+                crate::spawn(move || {
+                    t.join().unwrap();
+                    l.borrow_mut().push(i);
+                })
+            })
+            .collect();
+        crate::yield_now(); // all three wait now
+        ev.set();
+        assert!(crate::joinall(&joiners, Some(Duration::from_secs(5))));
+        assert_eq!(*log.borrow(), [0, 1, 2]);
+    }
+
+    #[test]
+    fn a_finished_greenlets_stack_goes_back_at_once_and_idle_hubs_unmap_the_excess() {
+        // (A fresh test thread: its own pool and hub.)
+        let g = crate::spawn(|| 1u8);
+        g.join().unwrap();
+        // Finished: its stack is pooled although the handle still exists.
+        assert_eq!(pool::pooled(), 1);
+        assert_eq!(g.get(), Ok(1));
+        // More finish than the pool keeps: the excess waits for the hub to idle.
+        pool::set_limit(4);
+        let gs: Vec<_> = (0..20)
+            .map(|_| Builder::new().stack_size(16 * 1024).spawn(|| ()).unwrap())
+            .collect();
+        assert!(crate::joinall(&gs, Some(Duration::from_secs(5))));
+        assert!(pool::retired() > 0);
+        crate::sleep(Duration::from_millis(5)); // the hub waits: it unmaps them first
+        assert_eq!(pool::retired(), 0);
+        pool::set_limit(pool::DEFAULT_LIMIT);
     }
 }

@@ -11,8 +11,15 @@
 //!   │   2. run the greenlets that were ready at the start of the turn (FIFO, bounded)
 //!   │   3. fire expired timers (in deadline order, FIFO among equals)
 //!   │   4. poll I/O: without blocking if anything is ready, else until the next timer
+//!   │      (about to wait a millisecond or more? first unmap a batch of retired stacks)
 //!   └── 5. nothing could ever wake anyone? wake the main greenlet with LoopExit
 //! ```
+//!
+//! A greenlet that finishes hands its stack back to the pool at once, in step 2, while its
+//! memory is still in cache (its task, which the handles keep, no longer holds it). Stacks
+//! beyond the pool's limit are not unmapped there but retired, and the loop unmaps them, in
+//! address order and a batch at a time, only when it has nothing else to do for a while
+//! (see [`crate::stack::pool`]): a burst of finishing greenlets costs no system call.
 //!
 //! # Phases (the rules, where they are enforced)
 //!
@@ -29,6 +36,7 @@ use super::monitor::Probe;
 use super::run_queue::RunQueue;
 use super::timers::{Deadline, Epoch, TimerId, TimerQueue};
 use crate::greenlet::{Greenlet as Raw, GreenletExit};
+use crate::spawn::JoinState;
 use crate::sys::{Backend, Events, Interest, Notifier, Poller};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -148,30 +156,44 @@ pub(crate) struct TaskInfo {
 /// `parked` is true exactly while the greenlet waits for a waker of `generation`; `started`
 /// and `finished` bracket its body; `interrupt` is the pending kill or timeout (see
 /// [`Interrupt`] for when it is raised).
+///
+/// The fields are laid out in this order (`repr(C)`): those every switch, park and wake
+/// touch first, in the task's first 64 bytes (next to the `Rc` counts); the ones read at
+/// spawn, at the end and by introspection after them.
+#[repr(C)]
 pub(crate) struct Task {
-    pub(crate) raw: Raw,
+    /// The greenlet. The hub takes it out while it runs the greenlet, and drops it once the
+    /// greenlet has finished: its stack goes back to the pool at once, while its memory is
+    /// still in cache, not when the last handle to the task goes.
+    raw: Cell<Option<Raw>>,
     /// Bumped by every park; a waker only acts on the generation it was made for.
     generation: Cell<u64>,
+    pub(crate) interrupt: Cell<Option<Interrupt>>,
+    pub(crate) waiting: Cell<Waiting>,
     /// Whether the task is parked (waiting for a waker of `generation`).
     parked: Cell<bool>,
     wake: Cell<Wake>,
-    pub(crate) interrupt: Cell<Option<Interrupt>>,
-    /// How many `timeout` scopes are open in this greenlet.
-    pub(crate) timeout_depth: Cell<u32>,
-    pub(crate) waiting: Cell<Waiting>,
     pub(crate) started: Cell<bool>,
     pub(crate) finished: Cell<bool>,
+    /// How many `timeout` scopes are open in this greenlet.
+    pub(crate) timeout_depth: Cell<u32>,
+    /// The greenlet's id (kept here: it outlives the greenlet's stack, where the raw one lives).
+    id: u64,
+    /// What a spawned greenlet's handle waits for and reads: its joiners, its outcome, its
+    /// links (kept here, in the task's own allocation, so that a spawn allocates once).
+    pub(crate) join: JoinState,
+    pub(crate) info: Option<TaskInfo>,
     /// The timer that will start a `spawn_later` greenlet.
     pub(crate) start_timer: Cell<Option<TimerId>>,
-    /// Its slot in the hub's registry (for `run_info`), or `usize::MAX`.
-    slot: Cell<usize>,
-    pub(crate) info: Option<TaskInfo>,
+    /// Its slot in the hub's registry (for `run_info`), or `u32::MAX`.
+    slot: Cell<u32>,
 }
 
 impl Task {
     pub(crate) fn new(raw: Raw, info: Option<TaskInfo>) -> Rc<Task> {
         Rc::new(Task {
-            raw,
+            id: raw.id(),
+            raw: Cell::new(Some(raw)),
             generation: Cell::new(0),
             parked: Cell::new(false),
             wake: Cell::new(Wake::Ready),
@@ -181,8 +203,9 @@ impl Task {
             started: Cell::new(false),
             finished: Cell::new(false),
             start_timer: Cell::new(None),
-            slot: Cell::new(usize::MAX),
+            slot: Cell::new(u32::MAX),
             info,
+            join: JoinState::default(),
         })
     }
 
@@ -193,7 +216,7 @@ impl Task {
 
     /// The greenlet's id.
     pub(crate) fn id(&self) -> u64 {
-        self.raw.id()
+        self.id
     }
 }
 
@@ -230,7 +253,7 @@ impl fmt::Debug for Waker {
         write!(
             f,
             "Waker(greenlet {}, wait {})",
-            self.task.raw.id(),
+            self.task.id(),
             self.generation
         )
     }
@@ -269,6 +292,7 @@ pub(crate) enum Clock {
 }
 
 impl Clock {
+    #[inline]
     pub(crate) fn now(&self) -> Deadline {
         match self {
             Clock::Real(e) => e.now(),
@@ -326,7 +350,7 @@ impl Remote {
 }
 
 /// Slots of spawned tasks (weak: the registry keeps nothing alive) and the free slots.
-type Registry = (Vec<Option<Weak<Task>>>, Vec<usize>);
+type Registry = (Vec<Option<Weak<Task>>>, Vec<u32>);
 
 pub(crate) struct Hub {
     pub(crate) raw: Raw,
@@ -359,6 +383,8 @@ struct HubSlot(RefCell<Option<Rc<Hub>>>);
 
 impl Drop for HubSlot {
     fn drop(&mut self) {
+        // From here on `with_hub` takes the slow path, which finds the slot empty or gone.
+        let _ = HUB_PTR.try_with(|p| p.set(std::ptr::null()));
         let Some(h) = self.0.take() else { return };
         if let Some(p) = &h.probe {
             p.stop();
@@ -388,6 +414,10 @@ impl Drop for HubSlot {
 
 thread_local! {
     static HUB: HubSlot = const { HubSlot(RefCell::new(None)) };
+    /// The hub `HUB` holds, as a plain pointer for [`with_hub`]'s hot path (a `const` cell
+    /// without destructor: reading it costs one load). Null before the hub is created and
+    /// from the moment `HubSlot::drop` begins.
+    static HUB_PTR: Cell<*const Hub> = const { Cell::new(std::ptr::null()) };
     static CONFIG: RefCell<Option<super::Builder>> = const { RefCell::new(None) };
 }
 
@@ -428,11 +458,63 @@ pub fn backend() -> Backend {
     with_hub(|h| h.backend())
 }
 
-pub(crate) fn with_hub<R>(f: impl FnOnce(&Rc<Hub>) -> R) -> R {
+/// Runs `f` on this thread's hub, creating the hub on first use.
+///
+/// The hot path reads one thread-local pointer ([`HUB_PTR`]): no destructor-registration
+/// check, no borrow flag, no reference count.
+#[inline]
+pub(crate) fn with_hub<R>(f: impl FnOnce(&Hub) -> R) -> R {
+    let p = HUB_PTR.with(Cell::get);
+    if p.is_null() {
+        return with_hub_slow(f);
+    }
+    // SAFETY: HUB_PTR is non-null only while `HUB` holds the `Rc<Hub>` it points into (set
+    // in `create_hub` after the slot was filled, cleared by `HubSlot::drop` before the slot
+    // lets go of it), and the slot is emptied nowhere else. The hub is freed only by that
+    // drop, at thread exit, which runs on the main greenlet and cannot begin while `f` runs.
+    // No `f` given here switches greenlets (the callers switch, and drop what they take out,
+    // after `with_hub` returns); and were a destructor run by one to switch, the spawned
+    // greenlet suspended in it would count as alive, and `HubSlot::drop` leaks a hub with
+    // live greenlets rather than free it. So the reference is valid for the whole call. The
+    // hub is only ever shared (`&Hub`): its mutable parts are behind `RefCell`s and `Cell`s.
+    f(unsafe { &*p })
+}
+
+/// `with_hub` before the hub exists (creates it), or during thread exit (after `HubSlot`
+/// let go of it: `HUB` then panics as any destroyed thread-local does).
+#[cold]
+#[inline(never)]
+fn with_hub_slow<R>(f: impl FnOnce(&Hub) -> R) -> R {
     let hub = HUB.with(|h| h.0.borrow().clone());
     match hub {
         Some(h) => f(&h),
         None => f(&create_hub()),
+    }
+}
+
+/// This thread's hub as an `Rc` (creating it if needed), for holders that outlive a call or
+/// a switch.
+#[inline]
+fn hub_rc() -> Rc<Hub> {
+    let p = HUB_PTR.with(Cell::get);
+    if p.is_null() {
+        return hub_rc_slow();
+    }
+    // SAFETY: `p` is `Rc::as_ptr` of the `Rc<Hub>` that `HUB` holds (see `with_hub`), so the
+    // allocation is alive with a strong count of at least one: taking one more reference to
+    // it, owned by the `Rc` made here, is what `Rc::clone` does.
+    unsafe {
+        Rc::increment_strong_count(p);
+        Rc::from_raw(p)
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn hub_rc_slow() -> Rc<Hub> {
+    match HUB.with(|h| h.0.borrow().clone()) {
+        Some(h) => h,
+        None => create_hub(),
     }
 }
 
@@ -460,6 +542,9 @@ fn create_hub() -> Rc<Hub> {
         }),
         pending: AtomicBool::new(false),
     });
+    // Stacks of finished greenlets beyond the pool's limit are unmapped by this hub's loop
+    // when it idles, never in the middle of a burst.
+    crate::stack::pool::defer_unmapping();
     let main_raw = Raw::current();
     let raw = crate::greenlet::Builder::new()
         .name("hub")
@@ -492,11 +577,13 @@ fn create_hub() -> Rc<Hub> {
         probe,
     });
     HUB.with(|h| *h.0.borrow_mut() = Some(hub.clone()));
+    HUB_PTR.with(|p| p.set(Rc::as_ptr(&hub)));
     hub
 }
 
 /// Makes `task` ready to run on a later loop turn (used by spawn: a new greenlet does not run
 /// at once).
+#[inline]
 pub(crate) fn schedule(task: Rc<Task>) {
     with_hub(|h| h.ready.borrow_mut().push(task));
 }
@@ -508,12 +595,12 @@ pub(crate) fn register(task: &Rc<Task>) {
         let w = Some(Rc::downgrade(task));
         let slot = match r.1.pop() {
             Some(i) => {
-                r.0[i] = w;
+                r.0[i as usize] = w;
                 i
             }
             None => {
                 r.0.push(w);
-                r.0.len() - 1
+                u32::try_from(r.0.len() - 1).expect("grove: more than 2^32 - 1 live greenlets")
             }
         };
         task.slot.set(slot);
@@ -522,13 +609,13 @@ pub(crate) fn register(task: &Rc<Task>) {
 
 /// Removes a finished task from the registry.
 pub(crate) fn unregister(task: &Task) {
-    let slot = task.slot.replace(usize::MAX);
-    if slot == usize::MAX {
+    let slot = task.slot.replace(u32::MAX);
+    if slot == u32::MAX {
         return;
     }
     with_hub(|h| {
         let mut r = h.registry.borrow_mut();
-        r.0[slot] = None;
+        r.0[slot as usize] = None;
         r.1.push(slot);
     });
 }
@@ -549,11 +636,13 @@ pub(crate) fn tasks() -> Vec<Rc<Task>> {
 }
 
 /// The running task (the main one outside any spawned greenlet).
+#[inline]
 pub(crate) fn current_task() -> Rc<Task> {
     with_hub(|h| h.current.borrow().clone().unwrap_or_else(|| h.main.clone()))
 }
 
 /// Whether `task` is the one running now.
+#[inline]
 pub(crate) fn is_current(task: &Task) -> bool {
     with_hub(|h| {
         h.current
@@ -569,6 +658,7 @@ pub(crate) fn now() -> Deadline {
 }
 
 /// The deadline `d` from now (saturating).
+#[inline]
 pub(crate) fn deadline_after(d: Duration) -> Deadline {
     Deadline::after(now(), d)
 }
@@ -595,6 +685,7 @@ pub(crate) fn interrupt(task: &Rc<Task>, what: Interrupt) {
 
 /// Raises the running greenlet's pending interrupt, if any (and if it is not unwinding
 /// already: a second unwind would abort the process).
+#[inline]
 pub(crate) fn check_interrupt(me: &Task) {
     if me.interrupt.get().is_some() && !std::thread::panicking() {
         if let Some(i) = me.interrupt.take() {
@@ -612,7 +703,7 @@ pub(crate) fn check_interrupt(me: &Task) {
 /// A pending interrupt is raised before parking; an interrupt that arrives while parked is
 /// raised here after waking.
 pub(crate) fn park<G>(waiting: Waiting, prepare: impl FnOnce(&Waker) -> G) -> (Wake, G) {
-    let (hub, me) = with_hub(|h| (h.clone(), h.current.borrow().clone().expect("current task")));
+    let me = current_spawned_task();
     check_interrupt(&me);
     let gen = me.generation.get() + 1;
     me.generation.set(gen);
@@ -626,7 +717,7 @@ pub(crate) fn park<G>(waiting: Waiting, prepare: impl FnOnce(&Waker) -> G) -> (W
     drop(waker);
     if me.parked.get() {
         // Not woken during `prepare`: hand control to the hub until a waker fires.
-        let _ = hub.raw.switch(Box::new(()));
+        switch_to_hub();
     }
     me.parked.set(false);
     me.waiting.set(Waiting::Nothing);
@@ -644,10 +735,39 @@ pub(crate) fn park<G>(waiting: Waiting, prepare: impl FnOnce(&Waker) -> G) -> (W
 /// running greenlet goes to the back of the run queue and the hub takes over. A pending kill
 /// or timeout is raised on the way back.
 pub fn yield_now() {
-    let (hub, me) = with_hub(|h| (h.clone(), h.current.borrow().clone().expect("current task")));
-    hub.ready.borrow_mut().push(me.clone());
-    let _ = hub.raw.switch(Box::new(()));
+    let me = with_hub(|h| {
+        let me = h.current.borrow().clone().expect("current task");
+        h.ready.borrow_mut().push(me.clone());
+        me
+    });
+    switch_to_hub();
     check_interrupt(&me);
+}
+
+/// The running task, which the hub switched into.
+#[inline]
+fn current_spawned_task() -> Rc<Task> {
+    with_hub(|h| h.current.borrow().clone().expect("current task"))
+}
+
+/// Hands control to the hub greenlet; returns when the hub switches back.
+#[inline]
+fn switch_to_hub() {
+    // Holding a reference count of our own, not a borrow: the hub stays alive while other
+    // greenlets run, whatever happens meanwhile.
+    let hub = hub_rc();
+    discard(hub.raw.switch(Box::new(())));
+}
+
+/// Drops what a switch returned. Within the hub every switch hands over `Box::new(())`, and a
+/// spawned greenlet catches its own panics, so there is nothing in it; an explicit match keeps
+/// this inline on the hot paths (the generic drop glue is an out-of-line call).
+#[inline(always)]
+fn discard(r: Result<crate::greenlet::Value, crate::greenlet::SwitchError>) {
+    match r {
+        Ok(v) => drop(v),
+        Err(e) => drop(e),
+    }
 }
 
 /// Cancels a timer when dropped (the guard `park` drops before an interrupt unwinds).
@@ -663,6 +783,7 @@ impl Drop for TimerGuard {
 
 /// A timer that wakes `w` with [`Wake::Timeout`] after `timeout` (none for `None`), cancelled
 /// when the guard drops.
+#[inline]
 pub(crate) fn timeout_guard(w: &Waker, timeout: Option<Duration>) -> TimerGuard {
     TimerGuard(timeout.map(|d| add_timer(deadline_after(d), TimerAction::Wake(w.clone()))))
 }
@@ -680,13 +801,17 @@ pub fn sleep(d: Duration) {
 }
 
 /// Registers a timer that runs `action` at `deadline`.
+#[inline]
 pub(crate) fn add_timer(deadline: Deadline, action: TimerAction) -> TimerId {
     with_hub(|h| h.timers.borrow_mut().insert(deadline, action))
 }
 
 /// Cancels a timer (no-op if it fired).
+#[inline]
 pub(crate) fn cancel_timer(id: TimerId) {
-    with_hub(|h| drop(h.timers.borrow_mut().cancel(id)));
+    // The action is dropped after the timers' borrow ends: dropping it may drop a task.
+    let action = with_hub(|h| h.timers.borrow_mut().cancel(id));
+    drop(action);
 }
 
 /// Unregisters a finished fd wait (the guard `wait_fd` parks with).
@@ -741,6 +866,14 @@ pub(crate) fn loop_exit_error() -> io::Error {
 }
 
 impl Hub {
+    /// The id of the running greenlet (the main one outside any spawned greenlet).
+    pub(crate) fn current_id(&self) -> u64 {
+        match &*self.current.borrow() {
+            Some(t) => t.id(),
+            None => self.main.id(),
+        }
+    }
+
     /// The poller. Panics only if used after the thread's exit closed it.
     fn poller(&self) -> std::cell::RefMut<'_, Poller> {
         std::cell::RefMut::map(self.poller.borrow_mut(), |p: &mut Option<Poller>| {
@@ -827,13 +960,17 @@ impl Hub {
     }
 }
 
+/// The hub unmaps retired stacks only when it is about to wait at least this long (or for I/O
+/// alone): a batch takes up to a few hundred microseconds, which must not make a timer late.
+const TRIM_IDLE: Duration = Duration::from_millis(1);
+
 /// How many greenlet runs the hub allows between two polls of I/O while greenlets are ready:
 /// the bound on how long a busy loop of yields can keep I/O waiting.
 const POLL_EVERY: usize = 64;
 
 /// The body of the hub greenlet. Never returns.
 fn run_loop() {
-    let hub = with_hub(Rc::clone);
+    let hub = hub_rc();
     if let Some(p) = &hub.probe {
         // The main greenlet, running when the hub was made, has just handed over.
         p.leave();
@@ -867,7 +1004,11 @@ fn run_loop() {
             let Some(task) = hub.ready.borrow_mut().pop() else {
                 break;
             };
-            if task.raw.is_dead() {
+            // Out of the task while it runs (nothing needs it meanwhile: see `Task::raw`).
+            let Some(raw) = task.raw.take() else {
+                continue; // finished and released already
+            };
+            if raw.is_dead() {
                 continue;
             }
             *hub.current.borrow_mut() = Some(task.clone());
@@ -876,11 +1017,15 @@ fn run_loop() {
             }
             // The task runs until it parks or finishes; either way it comes back here. A
             // spawned greenlet catches its own panics, so the result carries nothing.
-            let _ = task.raw.switch(Box::new(()));
+            discard(raw.switch(Box::new(())));
             if let Some(p) = &hub.probe {
                 p.leave();
             }
             *hub.current.borrow_mut() = None;
+            if !raw.is_dead() {
+                task.raw.set(Some(raw));
+            }
+            // A finished greenlet's handle drops here: its stack goes back to the pool now.
         }
         since_poll += n;
 
@@ -929,6 +1074,17 @@ fn run_loop() {
                     _ => next.map(|d| d.saturating_duration_since(hub.clock.now())),
                 }
             };
+        // Idle for a while (nothing ready, no timer due soon)? Unmap a batch of the stacks the
+        // pool retired meanwhile (it never unmaps on this thread: see `stack::pool`), then, if
+        // more are left, only peek at I/O and come back for the next batch.
+        let timeout = if timeout.is_none_or(|t| t >= TRIM_IDLE)
+            && crate::stack::pool::retired() > 0
+            && crate::stack::pool::trim(crate::stack::pool::TRIM_BATCH) > 0
+        {
+            Some(Duration::ZERO)
+        } else {
+            timeout
+        };
         since_poll = 0;
         let polled = hub.poller().wait(&mut events, timeout);
         if let Err(e) = polled {

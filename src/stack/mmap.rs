@@ -19,6 +19,7 @@ use super::valgrind;
 use super::{Stack, MIN_STACK_SIZE};
 use crate::syscall::syscall;
 use std::io;
+use std::mem::ManuallyDrop;
 use std::ptr::{self, NonNull};
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 
@@ -254,6 +255,45 @@ impl MmapStack {
     }
 }
 
+/// Unmaps all of `stacks` with as few system calls as their addresses allow: one `munmap` per
+/// run of address-adjacent mappings. Stacks mapped one after another usually are adjacent (the
+/// kernel places a new mapping right below the last one and merges the two into one VMA), and
+/// each separate `munmap` of one of them would split that VMA again; unmapping a run at once
+/// splits it once.
+pub(crate) fn unmap_batch(mut stacks: Vec<MmapStack>) {
+    stacks.sort_unstable_by_key(|s| s.top);
+    let mut run: Option<(usize, usize)> = None;
+    for s in stacks {
+        // Its mapping is unmapped below, as part of a run: never by its own `Drop`.
+        let s = ManuallyDrop::new(s);
+        if s.vg_id != VG_NONE {
+            valgrind::stack_deregister(s.vg_id);
+        }
+        let (lo, hi) = (s.map() as usize, s.top);
+        run = match run {
+            Some((start, end)) if end == lo => Some((start, hi)),
+            Some((start, end)) => {
+                unmap_run(start, end);
+                Some((lo, hi))
+            }
+            None => Some((lo, hi)),
+        };
+    }
+    if let Some((start, end)) = run {
+        unmap_run(start, end);
+    }
+}
+
+/// Unmaps `start..end`, the union of whole, adjacent stack mappings (see `unmap_batch`).
+fn unmap_run(start: usize, end: usize) {
+    // SAFETY: `start..end` is exactly the mappings of stacks `unmap_batch` took ownership of
+    // (each one `map()..top`, exclusively owned, and adjacent to the next, so the union has no
+    // gap that could belong to anything else); they are never unmapped again (ManuallyDrop)
+    // and nothing runs on them (their owner gave them up).
+    let r = unsafe { syscall!(munmap(start as *mut libc::c_void, end - start)) };
+    debug_assert!(r.is_ok(), "munmap of greenlet stacks failed: {r:?}");
+}
+
 impl Drop for MmapStack {
     fn drop(&mut self) {
         if self.vg_id != VG_NONE {
@@ -460,6 +500,44 @@ mod tests {
         s.release_below(0);
         assert_eq!(resident_pages(&s), 0);
         assert_guard_faults(&s);
+    }
+
+    /// Whether any page of `lo..hi` is mapped (`mincore` fails with ENOMEM on unmapped
+    /// memory).
+    #[cfg(target_os = "linux")]
+    fn any_mapped(lo: usize, hi: usize) -> bool {
+        let page = page_size();
+        (lo..hi).step_by(page).any(|a| {
+            let mut v = 0u8;
+            // SAFETY: one page-aligned page, one byte of result; unmapped is an error, not UB.
+            unsafe { libc::mincore(a as *mut libc::c_void, page, &mut v) == 0 }
+        })
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn unmap_batch_unmaps_every_stack() {
+        // Adjacent or not, in any order: every mapping goes, nothing else. Checked in a child
+        // (single-threaded: no other test can map something at these addresses meanwhile).
+        let mut stacks: Vec<MmapStack> =
+            (0..8).map(|_| MmapStack::new(16 * 1024).unwrap()).collect();
+        let survivor = stacks.remove(3);
+        stacks.swap(0, 5);
+        let ranges: Vec<(usize, usize)> =
+            stacks.iter().map(|s| (s.map() as usize, s.top)).collect();
+        let alive = (survivor.map() as usize, survivor.top);
+        let status = in_child(move || {
+            unmap_batch(stacks);
+            let ok =
+                ranges.iter().all(|&(lo, hi)| !any_mapped(lo, hi)) && any_mapped(alive.0, alive.1);
+            // SAFETY: ends the child.
+            unsafe { libc::_exit(if ok { 0 } else { 3 }) };
+        });
+        assert!(
+            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+            "status {status}"
+        );
+        drop(survivor);
     }
 
     #[test]

@@ -2,8 +2,29 @@
 //! state.
 //!
 //! Each thread keeps, per stack size, up to [`set_limit`] idle stacks (1024 by default).
-//! [`take`] reuses one or maps a new one; [`give`] returns one, or unmaps it when the pool for
+//! [`take`] reuses one or maps a new one; [`give`] returns one, or retires it when the pool for
 //! its size is full.
+//!
+//! # Unmapping in batches, out of the hot path
+//!
+//! A `munmap` costs microseconds: several on a VM, and more in a process with many stacks,
+//! which the kernel merges into one large VMA that each unmapping must split. Unmapping a run
+//! of adjacent stacks at once costs about as much as unmapping one. So [`give`] does not
+//! unmap a stack the pool has no room for: it *retires* it (releasing its deep pages first,
+//! by the rule below), and retired stacks are unmapped later, sorted by address, one `munmap`
+//! per run of adjacent mappings:
+//!
+//! * on a thread whose hub runs, by the hub, when it has nothing to do for a while (nothing
+//!   ready, no timer due within a millisecond): [`trim`] a batch ([`TRIM_BATCH`]) at a time,
+//!   polling I/O in between. A burst of finishing greenlets then costs the loop no system
+//!   call, and stacks that finished in random order are unmapped once most of their
+//!   neighbours have finished too, in few calls. Until then they stay mapped, reusable by
+//!   [`take`]: at most as many as were live at the peak;
+//! * elsewhere, by [`give`] itself, [`RETIRE_BATCH`] at a time;
+//! * by [`set_limit`] and [`clear`], and at thread exit.
+//!
+//! [`take`] reuses the last retired stack before it maps a new one. With the limit at 0
+//! (pooling off) nothing is retired: [`give`] unmaps at once.
 //!
 //! # Giving memory back
 //!
@@ -25,7 +46,7 @@
 //! All functions work during thread-local destruction: once this thread's pool is gone,
 //! [`take`] maps a fresh stack and [`give`] unmaps the stack.
 
-use super::mmap::{page_size, usable_size};
+use super::mmap::{page_size, unmap_batch, usable_size};
 use super::{MmapStack, Stack};
 use std::cell::UnsafeCell;
 use std::io;
@@ -39,6 +60,14 @@ const KEEP: usize = 4096;
 /// Every this many gives on a thread, [`give`] releases a stack's pages regardless.
 const TRIM_EVERY: u32 = 4096;
 
+/// On a thread whose hub does not unmap retired stacks, [`give`] unmaps them once this many
+/// have piled up (see the [module docs](self)).
+pub const RETIRE_BATCH: usize = 256;
+
+/// How many retired stacks the hub unmaps at a time ([`trim`]): at worst (no two adjacent)
+/// a few hundred microseconds of system calls, after which it polls I/O again.
+pub const TRIM_BATCH: usize = 32;
+
 struct Pool {
     /// The stack given back last, when its size has no other idle stack: the steady state of
     /// one greenlet ending and the next starting reuses it without touching a list (and in the
@@ -50,6 +79,19 @@ struct Pool {
     limit: usize,
     /// Gives so far, modulo TRIM_EVERY.
     gives: u32,
+    /// Stacks the pool had no room for, waiting to be unmapped in a batch.
+    retired: Vec<MmapStack>,
+    /// Whether `retired` is in ascending address order (trim sorts it when not).
+    sorted: bool,
+    /// Whether this thread's hub unmaps retired stacks (`defer_unmapping`).
+    deferred: bool,
+}
+
+/// What `Pool::give` hands back for unmapping (outside the pool's borrow).
+enum Spill {
+    None,
+    One(MmapStack),
+    Batch(Vec<MmapStack>),
 }
 
 impl Pool {
@@ -59,6 +101,9 @@ impl Pool {
             classes: Vec::new(),
             limit: DEFAULT_LIMIT,
             gives: 0,
+            retired: Vec::new(),
+            sorted: true,
+            deferred: false,
         }
     }
 
@@ -67,13 +112,50 @@ impl Pool {
         if self.hot.as_ref().is_some_and(|h| h.size() == size) {
             return self.hot.take();
         }
-        let (_, class) = self.classes.iter_mut().find(|(s, _)| *s == size)?;
-        class.pop()
+        if let Some((_, class)) = self.classes.iter_mut().find(|(s, _)| *s == size) {
+            if let Some(s) = class.pop() {
+                return Some(s);
+            }
+        }
+        // A retired stack is as good as a pooled one (only its deep pages may still be
+        // resident: a new user cannot tell).
+        if self.retired.last().is_some_and(|s| s.size() == size) {
+            return self.retired.pop();
+        }
+        None
+    }
+
+    /// Pools `stack`, or retires it if the pool for its size is full; hands back what must
+    /// be unmapped now.
+    #[inline]
+    fn give(&mut self, stack: MmapStack, deepest_sp: usize) -> Spill {
+        match self.pool(stack, deepest_sp) {
+            None => Spill::None,
+            // Pooling is off: nothing waits.
+            Some(stack) if self.limit == 0 => Spill::One(stack),
+            Some(stack) => self.retire(stack, deepest_sp),
+        }
+    }
+
+    #[cold]
+    fn retire(&mut self, stack: MmapStack, deepest_sp: usize) -> Spill {
+        // It may wait long: give back what a deep call left on it, as the pool does.
+        let page = page_size();
+        if deepest_sp < stack.top() as usize - ((KEEP + page - 1) & !(page - 1)) {
+            release(&stack);
+        }
+        self.retired.push(stack);
+        self.sorted = false;
+        if self.deferred || self.retired.len() < RETIRE_BATCH {
+            return Spill::None;
+        }
+        self.sorted = true;
+        Spill::Batch(std::mem::take(&mut self.retired))
     }
 
     /// Pools `stack`, or hands it back if the pool for its size is full.
     #[inline]
-    fn give(&mut self, stack: MmapStack, deepest_sp: usize) -> Option<MmapStack> {
+    fn pool(&mut self, stack: MmapStack, deepest_sp: usize) -> Option<MmapStack> {
         let size = stack.size();
         self.gives = (self.gives + 1) % TRIM_EVERY;
         let periodic = self.gives == 0;
@@ -116,6 +198,18 @@ impl Pool {
     fn new_class(&mut self, size: usize) -> &mut Vec<MmapStack> {
         self.classes.push((size, Vec::new()));
         &mut self.classes.last_mut().expect("just pushed").1
+    }
+}
+
+impl Drop for Pool {
+    /// Thread exit: everything still here is unmapped, in batches.
+    fn drop(&mut self) {
+        let mut all = std::mem::take(&mut self.retired);
+        all.extend(self.hot.take());
+        for (_, v) in std::mem::take(&mut self.classes) {
+            all.extend(v);
+        }
+        unmap_batch(all);
     }
 }
 
@@ -164,17 +258,55 @@ pub fn take(size: usize) -> io::Result<MmapStack> {
 /// unknown).
 #[inline]
 pub fn give(stack: MmapStack, deepest_sp: usize) {
-    // A stack that the pool does not keep is unmapped here, outside the pool's borrow. If the
-    // pool is gone, `stack` was dropped with the unrun closure.
-    drop(with_pool(move |p| p.give(stack, deepest_sp)));
+    // What the pool does not keep is unmapped here, outside the pool's borrow. If the pool is
+    // gone, `stack` was dropped with the unrun closure.
+    match with_pool(move |p| p.give(stack, deepest_sp)) {
+        None | Some(Spill::None) => {}
+        Some(Spill::One(s)) => drop(s),
+        Some(Spill::Batch(v)) => unmap_batch(v),
+    }
+}
+
+/// Unmaps up to `max` of this thread's retired stacks, the highest addresses first (in address
+/// order, adjacent ones go in one system call), and returns how many remain retired. The hub
+/// calls it when it has nothing to do; see the [module docs](self).
+pub fn trim(max: usize) -> usize {
+    let (batch, left) = with_pool(|p| {
+        if !p.sorted {
+            // Mostly sorted already (sorted before, new ones appended): cheap.
+            p.retired.sort_unstable_by_key(|s| s.top() as usize);
+            p.sorted = true;
+        }
+        let n = p.retired.len();
+        let batch = p.retired.split_off(n - max.min(n));
+        (batch, p.retired.len())
+    })
+    .unwrap_or_default();
+    if !batch.is_empty() {
+        unmap_batch(batch);
+    }
+    left
+}
+
+/// Says that this thread's hub will unmap retired stacks ([`trim`]) when it idles, so that
+/// [`give`] never does (see the [module docs](self)).
+pub(crate) fn defer_unmapping() {
+    with_pool(|p| p.deferred = true);
+}
+
+/// How many stacks of this thread wait, retired, to be unmapped.
+pub fn retired() -> usize {
+    with_pool(|p| p.retired.len()).unwrap_or(0)
 }
 
 /// Sets how many idle stacks of each size this thread keeps (default [`DEFAULT_LIMIT`]);
-/// unmaps the ones above a lowered limit. 0 turns pooling off.
+/// unmaps the ones above a lowered limit, and the retired ones. 0 turns pooling off: [`give`]
+/// then unmaps every stack at once.
 pub fn set_limit(n: usize) {
     let excess = with_pool(|p| {
         p.limit = n;
-        let mut excess = Vec::new();
+        let mut excess = std::mem::take(&mut p.retired);
+        p.sorted = true;
         if n == 0 {
             excess.extend(p.hot.take());
         }
@@ -187,7 +319,7 @@ pub fn set_limit(n: usize) {
         }
         excess
     });
-    drop(excess);
+    unmap_batch(excess.unwrap_or_default());
 }
 
 /// How many idle stacks this thread's pool holds, all sizes together.
@@ -198,10 +330,18 @@ pub fn pooled() -> usize {
     .unwrap_or(0)
 }
 
-/// Unmaps all idle stacks of this thread's pool.
+/// Unmaps all idle and retired stacks of this thread's pool.
 pub fn clear() {
-    let all = with_pool(|p| (p.hot.take(), std::mem::take(&mut p.classes)));
-    drop(all);
+    let all = with_pool(|p| {
+        let mut all = std::mem::take(&mut p.retired);
+        p.sorted = true;
+        all.extend(p.hot.take());
+        for (_, v) in std::mem::take(&mut p.classes) {
+            all.extend(v);
+        }
+        all
+    });
+    unmap_batch(all.unwrap_or_default());
 }
 
 #[cfg(test)]
@@ -296,6 +436,94 @@ mod tests {
         with_pool(|p| p.gives = TRIM_EVERY - 1);
         give(s, top - 64);
         let s = take(64 * 1024).unwrap();
+        assert!(!bottom_resident(&s));
+        drop(s);
+        reset();
+    }
+
+    #[test]
+    fn stacks_beyond_the_limit_are_retired_then_unmapped_in_batches() {
+        reset();
+        set_limit(2);
+        let stacks: Vec<_> = (0..2 + RETIRE_BATCH)
+            .map(|_| take(16 * 1024).unwrap())
+            .collect();
+        let mut it = stacks.into_iter();
+        for s in it.by_ref().take(1 + RETIRE_BATCH) {
+            let top = s.top() as usize;
+            give(s, top);
+        }
+        // Two pooled, the rest waiting (this thread has no hub: give unmaps them itself).
+        assert_eq!(pooled(), 2);
+        assert_eq!(retired(), RETIRE_BATCH - 1);
+        // A take reuses a pooled stack first, then a retired one.
+        let a = take(16 * 1024).unwrap();
+        let b = take(16 * 1024).unwrap();
+        let c = take(16 * 1024).unwrap();
+        assert_eq!((pooled(), retired()), (0, RETIRE_BATCH - 2));
+        for s in [a, b, c] {
+            let top = s.top() as usize;
+            give(s, top);
+        }
+        assert_eq!((pooled(), retired()), (2, RETIRE_BATCH - 1));
+        // The batch fills: all of it is unmapped at once.
+        let last = it.next().unwrap();
+        let top = last.top() as usize;
+        give(last, top);
+        assert_eq!((pooled(), retired()), (2, 0));
+        // Pooling off: nothing is retired.
+        set_limit(0);
+        let s = take(16 * 1024).unwrap();
+        let top = s.top() as usize;
+        give(s, top);
+        assert_eq!((pooled(), retired()), (0, 0));
+        reset();
+    }
+
+    #[test]
+    fn with_a_hub_retired_stacks_wait_for_trim() {
+        reset();
+        defer_unmapping();
+        set_limit(1);
+        let n = RETIRE_BATCH + 10;
+        let stacks: Vec<_> = (0..n).map(|_| take(16 * 1024).unwrap()).collect();
+        for s in stacks {
+            let top = s.top() as usize;
+            give(s, top);
+        }
+        assert_eq!(retired(), n - 1, "give never unmaps when the hub trims");
+        assert_eq!(trim(10), n - 11);
+        assert_eq!(retired(), n - 11);
+        assert_eq!(trim(usize::MAX), 0);
+        assert_eq!(trim(1), 0);
+        // set_limit and clear unmap the retired ones too.
+        let stacks: Vec<_> = (0..5).map(|_| take(16 * 1024).unwrap()).collect();
+        for s in stacks {
+            let top = s.top() as usize;
+            give(s, top);
+        }
+        assert_eq!((pooled(), retired()), (1, 4));
+        set_limit(1);
+        assert_eq!((pooled(), retired()), (1, 0));
+        reset();
+        assert_eq!((pooled(), retired()), (0, 0));
+    }
+
+    #[test]
+    fn a_retired_stack_gives_back_its_deep_pages() {
+        reset();
+        defer_unmapping();
+        set_limit(1);
+        let keep = take(64 * 1024).unwrap();
+        let s = take(64 * 1024).unwrap();
+        let top = keep.top() as usize;
+        give(keep, top);
+        // SAFETY: the stack's usable memory, unused.
+        unsafe { std::ptr::write_bytes(s.base(), 7, s.size()) };
+        let base = s.base() as usize;
+        give(s, base + 64);
+        assert_eq!(retired(), 1);
+        let s = with_pool(|p| p.retired.pop().unwrap()).unwrap();
         assert!(!bottom_resident(&s));
         drop(s);
         reset();
