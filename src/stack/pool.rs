@@ -273,8 +273,9 @@ pub fn give(stack: MmapStack, deepest_sp: usize) {
 pub fn trim(max: usize) -> usize {
     let (batch, left) = with_pool(|p| {
         if !p.sorted {
-            // Mostly sorted already (sorted before, new ones appended): cheap.
-            p.retired.sort_unstable_by_key(|s| s.top() as usize);
+            // A sorted run (what was sorted last time) plus the stacks retired since: the
+            // stable sort finds the run and merges the rest into it, O(n + k log k).
+            p.retired.sort_by_key(|s| s.top() as usize);
             p.sorted = true;
         }
         let n = p.retired.len();
