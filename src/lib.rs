@@ -60,17 +60,11 @@ pub mod arch;
 #[cfg(feature = "std")]
 pub mod debug;
 #[cfg(feature = "std")]
-mod event;
-#[cfg(feature = "std")]
 pub mod greenlet;
 #[cfg(feature = "std")]
 pub mod hub;
 #[cfg(feature = "std")]
-pub mod mpsc;
-#[cfg(feature = "std")]
 pub mod pool;
-#[cfg(feature = "std")]
-pub mod queue;
 #[cfg(feature = "std")]
 mod spawn;
 pub mod stack;
@@ -86,8 +80,6 @@ mod timeout;
 pub mod wait;
 
 #[cfg(feature = "std")]
-pub use event::Event;
-#[cfg(feature = "std")]
 pub use greenlet::GreenletExit;
 #[cfg(feature = "std")]
 pub use hub::event_loop::{sleep, wait_readable, wait_writable, yield_now};
@@ -96,6 +88,8 @@ pub use spawn::{
     joinall, killall, reset_panic_hook, set_panic_hook, spawn, spawn_later, Builder, Greenlet,
     GreenletError, PanicReport,
 };
+#[cfg(feature = "std")]
+pub use sync::{AsyncResult, Channel, Event, Lock, Queue, RLock, Semaphore};
 #[cfg(feature = "std")]
 pub use timeout::{timeout, Elapsed};
 #[cfg(feature = "std")]

@@ -39,6 +39,11 @@ pub enum GreenletError {
     /// The wait was interrupted by a kill or a timeout that arrived while the waiting
     /// greenlet was already unwinding (so it could not be raised).
     Interrupted,
+    /// It could not be started (no stack could be had, or no room in a pool); why.
+    SpawnFailed {
+        /// What went wrong.
+        message: String,
+    },
 }
 
 impl fmt::Display for GreenletError {
@@ -51,6 +56,9 @@ impl fmt::Display for GreenletError {
             ),
             GreenletError::Interrupted => {
                 f.write_str("the wait was interrupted while the waiter was unwinding")
+            }
+            GreenletError::SpawnFailed { message } => {
+                write!(f, "greenlet could not be started: {message}")
             }
         }
     }
@@ -414,6 +422,11 @@ where
 }
 
 impl<T> Greenlet<T> {
+    /// The hub's record of it (for groups, which hold members of any type).
+    pub(crate) fn task(&self) -> &Rc<Task> {
+        &self.task
+    }
+
     /// A number unique among the process's greenlets.
     pub fn id(&self) -> u64 {
         self.task.id()

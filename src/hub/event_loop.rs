@@ -33,11 +33,12 @@
 //!   parks; the hub wakes it.
 
 use super::monitor::Probe;
+use super::remote::{Remote, Targets};
 use super::run_queue::RunQueue;
 use super::timers::{Deadline, Epoch, TimerId, TimerQueue};
 use crate::greenlet::{Greenlet as Raw, GreenletExit};
 use crate::spawn::JoinState;
-use crate::sys::{Backend, Events, Interest, Notifier, Poller};
+use crate::sys::{Backend, Events, Interest, Poller};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::fmt;
@@ -45,8 +46,8 @@ use std::io;
 use std::os::fd::RawFd;
 use std::panic::{self, Location};
 use std::rc::{Rc, Weak};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Why a parked greenlet runs again.
@@ -309,46 +310,6 @@ struct FdWaiters {
     registered: Option<(bool, bool)>,
 }
 
-/// Work sent from other threads: callbacks to run on this hub's thread.
-pub(crate) struct Remote {
-    queue: Mutex<RemoteQueue>,
-    pending: AtomicBool,
-}
-
-/// The callbacks waiting for the hub, and how to wake it (`None` once its thread has exited:
-/// the kernel object is closed then, and sends fail).
-struct RemoteQueue {
-    jobs: Vec<Box<dyn FnOnce() + Send>>,
-    notifier: Option<Notifier>,
-}
-
-impl Remote {
-    /// Queues `f` to run on the hub's thread and wakes the hub. Never loses a wake-up: the
-    /// flag is set before the notification, and the hub clears it before draining. Errors
-    /// if the hub's thread has exited.
-    pub(crate) fn send(&self, f: Box<dyn FnOnce() + Send>) -> io::Result<()> {
-        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(n) = &q.notifier else {
-            return Err(io::Error::new(
-                io::ErrorKind::BrokenPipe,
-                "grove: the hub's thread has exited; nothing can run there any more",
-            ));
-        };
-        let n = n.clone();
-        q.jobs.push(f);
-        drop(q);
-        self.pending.store(true, Ordering::Release);
-        n.notify()
-    }
-
-    /// Closes the wake-up object and drops queued callbacks (the hub's thread is exiting).
-    fn close(&self) {
-        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
-        q.notifier = None;
-        q.jobs.clear();
-    }
-}
-
 /// Slots of spawned tasks (weak: the registry keeps nothing alive) and the free slots.
 type Registry = (Vec<Option<Weak<Task>>>, Vec<u32>);
 
@@ -362,6 +323,8 @@ pub(crate) struct Hub {
     poller: RefCell<Option<Poller>>,
     io: RefCell<HashMap<RawFd, FdWaiters>>,
     pub(crate) remote: Arc<Remote>,
+    /// What other threads may wake, by token (see [`super::remote`]).
+    pub(crate) targets: Targets,
     /// The task the hub switched into last: the running one, while the hub is not running.
     current: RefCell<Option<Rc<Task>>>,
     /// Every spawned greenlet not yet finished, for `run_info`: slots and free slots.
@@ -408,6 +371,7 @@ impl Drop for HubSlot {
         }
         *h.timers.borrow_mut() = TimerQueue::default();
         h.io.borrow_mut().clear();
+        h.targets.clear();
         drop(h);
     }
 }
@@ -535,13 +499,7 @@ fn create_hub() -> Rc<Hub> {
     };
     let poller = Poller::new(backend)
         .unwrap_or_else(|e| panic!("grove: cannot create the {backend:?} poller: {e}"));
-    let remote = Arc::new(Remote {
-        queue: Mutex::new(RemoteQueue {
-            jobs: Vec::new(),
-            notifier: Some(poller.notifier()),
-        }),
-        pending: AtomicBool::new(false),
-    });
+    let remote = Arc::new(Remote::new(poller.notifier()));
     // Stacks of finished greenlets beyond the pool's limit are unmapped by this hub's loop
     // when it idles, never in the middle of a burst.
     crate::stack::pool::defer_unmapping();
@@ -572,6 +530,7 @@ fn create_hub() -> Rc<Hub> {
         poller: RefCell::new(Some(poller)),
         io: RefCell::new(HashMap::new()),
         remote,
+        targets: Targets::default(),
         current: RefCell::new(Some(main)),
         registry: RefCell::new((Vec::new(), Vec::new())),
         probe,
@@ -985,15 +944,11 @@ fn run_loop() {
         if hub.remote.pending.load(Ordering::Acquire)
             && hub.remote.pending.swap(false, Ordering::AcqRel)
         {
-            let batch = std::mem::take(
-                &mut hub
-                    .remote
-                    .queue
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .jobs,
-            );
-            for f in batch {
+            let batch = hub.remote.drain();
+            for token in batch.wakes {
+                hub.targets.fire(token);
+            }
+            for f in batch.jobs {
                 f();
             }
         }
@@ -1114,35 +1069,6 @@ fn run_loop() {
     }
 }
 
-/// A `Send` handle to a hub: lets any thread run a callback on the hub's thread. The hub
-/// wakes at once (eventfd, pipe or `EVFILT_USER`); no wake-up is lost. While a handle exists
-/// the hub treats it as a possible source of work (it will not report LoopExit).
-#[derive(Clone)]
-pub struct HubHandle {
-    remote: Arc<Remote>,
-}
-
-impl fmt::Debug for HubHandle {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("HubHandle")
-    }
-}
-
-impl HubHandle {
-    /// Runs `f` on the hub's thread, in the hub, at its next loop turn. `f` must not block
-    /// (spawn a greenlet from it for anything that waits).
-    pub fn schedule(&self, f: impl FnOnce() + Send + 'static) -> io::Result<()> {
-        self.remote.send(Box::new(f))
-    }
-}
-
-/// A handle to this thread's hub, for other threads.
-pub fn handle() -> HubHandle {
-    with_hub(|h| HubHandle {
-        remote: h.remote.clone(),
-    })
-}
-
 /// Waits until `fd` is readable, or `timeout` passes (`ErrorKind::TimedOut`). Other greenlets
 /// run meanwhile. For any file descriptor: a socket, a pipe, a foreign library's connection.
 pub fn wait_readable(fd: RawFd, timeout: Option<Duration>) -> io::Result<()> {
@@ -1152,6 +1078,15 @@ pub fn wait_readable(fd: RawFd, timeout: Option<Duration>) -> io::Result<()> {
 /// Waits until `fd` is writable, or `timeout` passes (`ErrorKind::TimedOut`).
 pub fn wait_writable(fd: RawFd, timeout: Option<Duration>) -> io::Result<()> {
     wait_fd(fd, true, timeout)
+}
+
+/// The address of this thread's hub's [`Remote`], if the hub exists (never creates one).
+pub(crate) fn this_thread_remote() -> Option<*const Remote> {
+    let p = HUB_PTR.try_with(Cell::get).ok()?;
+    if p.is_null() {
+        return None;
+    }
+    Some(with_hub(|h| Arc::as_ptr(&h.remote)))
 }
 
 /// The running task, if this thread has a hub that is reachable now (for panic hooks).

@@ -21,12 +21,14 @@
 
 pub mod event_loop;
 pub mod monitor;
+pub(crate) mod remote;
 pub mod run_queue;
 pub mod timers;
 pub(crate) mod wait_list;
 
-pub use event_loop::{backend, handle, use_backend, HubHandle};
+pub use event_loop::{backend, use_backend};
 pub use monitor::{BlockingReport, MonitorConfig};
+pub use remote::{handle, HubHandle};
 
 use crate::sys::Backend;
 use std::io;

@@ -6,6 +6,9 @@
 //! * Entries are kept in the order they were added; `wake_all` and `wake_one` serve them in
 //!   that order (FIFO), so greenlets that wait for the same thing resume in the order they
 //!   began waiting.
+//! * `wake_one` is a hand-off: it wakes exactly one parked greenlet that is still waiting,
+//!   which then owns what was handed over (a permit, an item). Watchers never take anything:
+//!   they are notified as they are met.
 //! * An entry is *spent* once its greenlet has left that wait (woken by something else, timed
 //!   out, killed) or its watcher has been dropped. Spent entries are skipped by `wake_one`
 //!   and pruned when the list grows, so a loop of timed-out waits on a thing that never
@@ -29,10 +32,14 @@ impl Entry {
         }
     }
 
-    fn fire(self) -> bool {
+    fn fire(self) {
         match self {
-            Entry::Park(w) => w.wake(Wake::Ready),
-            Entry::Watch(w) => w.notify(),
+            Entry::Park(w) => {
+                w.wake(Wake::Ready);
+            }
+            Entry::Watch(w) => {
+                w.notify();
+            }
         }
     }
 }
@@ -46,6 +53,14 @@ pub(crate) struct WaitList {
 }
 
 impl WaitList {
+    /// An empty list.
+    pub(crate) const fn new() -> WaitList {
+        WaitList {
+            entries: RefCell::new(VecDeque::new()),
+            prune_at: Cell::new(0),
+        }
+    }
+
     /// Adds a parked greenlet's waker.
     pub(crate) fn push(&self, w: &Waker) {
         self.add(Entry::Park(w.clone()));
@@ -74,26 +89,26 @@ impl WaitList {
         }
     }
 
-    /// Wakes the first waiter still waiting; returns whether there was one.
-    #[allow(dead_code)] // used by the semaphores and queues
+    /// Wakes the first *parked* greenlet still waiting, and returns whether there was one:
+    /// the hand-off a semaphore's permit or a queue's item travels by. The woken greenlet owns
+    /// what is handed over; a greenlet that left its wait (timed out, killed) is skipped, so
+    /// nothing is handed to someone who will not take it. Watchers met on the way are
+    /// notified and dropped (they only look, they take nothing); if nobody is parked, every
+    /// watcher is notified.
     pub(crate) fn wake_one(&self) -> bool {
         loop {
-            let e = {
-                let mut v = self.entries.borrow_mut();
-                if v.is_empty() {
-                    return false;
+            let e = self.entries.borrow_mut().pop_front();
+            match e {
+                None => return false,
+                Some(Entry::Watch(w)) => {
+                    w.notify();
                 }
-                v.pop_front().expect("not empty")
-            };
-            if e.fire() {
-                return true;
+                Some(Entry::Park(w)) => {
+                    if w.wake(Wake::Ready) {
+                        return true;
+                    }
+                }
             }
         }
-    }
-
-    /// Whether no live waiter is left.
-    #[allow(dead_code)]
-    pub(crate) fn is_empty(&self) -> bool {
-        self.entries.borrow().iter().all(Entry::is_spent)
     }
 }
