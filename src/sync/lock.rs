@@ -139,7 +139,8 @@ impl Lock {
         self.sem.locked()
     }
 
-    /// The id of the greenlet holding it.
+    /// The id of the greenlet holding it (`None` while it is unlocked, or being handed to
+    /// the next waiter, which has not run yet).
     pub fn owner(&self) -> Option<u64> {
         self.owner.get()
     }
@@ -290,7 +291,8 @@ impl RLock {
         self.sem.locked()
     }
 
-    /// The id of the greenlet holding it.
+    /// The id of the greenlet holding it (`None` while it is unlocked, or being handed to
+    /// the next waiter, which has not run yet).
     pub fn owner(&self) -> Option<u64> {
         self.owner.get()
     }

@@ -112,7 +112,7 @@ impl Semaphore {
 
     /// Takes a permit if one is free, without waiting.
     pub fn try_acquire(&self) -> Option<SemaphorePermit<'_>> {
-        self.take_free().then_some(SemaphorePermit { sem: self })
+        self.take_free().then(|| SemaphorePermit { sem: self })
     }
 
     /// Waits for a permit; other greenlets run meanwhile. Errors only if nothing could ever
