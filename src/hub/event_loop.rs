@@ -243,6 +243,18 @@ impl Waker {
         true
     }
 
+    /// Ends the wait before it began, with `why`: for `park`'s `prepare`, when it finds
+    /// there is nothing to wait for. The greenlet is running (it is in `prepare`), so it is
+    /// not scheduled, and `park` returns at once. (Waking it with [`wake`](Self::wake)
+    /// instead would leave a stale entry in the run queue, which would later resume the
+    /// greenlet in the middle of some other wait.)
+    pub(crate) fn abort(&self, why: Wake) {
+        if !self.is_stale() {
+            self.task.parked.set(false);
+            self.task.wake.set(why);
+        }
+    }
+
     /// Whether the greenlet has left the wait this waker was made for.
     pub(crate) fn is_stale(&self) -> bool {
         !self.task.parked.get() || self.task.generation.get() != self.generation
@@ -655,7 +667,8 @@ pub(crate) fn check_interrupt(me: &Task) {
 
 /// Parks the running greenlet until one of the wakers made by `prepare` fires, and says why.
 /// `prepare` receives the waker for this wait and registers it wherever the wake-up will come
-/// from; it runs before the greenlet leaves, so no wake-up can be lost. What it returns (a
+/// from; it runs before the greenlet leaves, so no wake-up can be lost. If `prepare` finds
+/// there is nothing to wait for, it calls [`Waker::abort`] and `park` returns at once. What it returns (a
 /// timer to cancel, say) is handed back with the reason, or dropped before an interrupt
 /// unwinds the caller: put cleanup in its `Drop`.
 ///
@@ -792,7 +805,7 @@ pub fn wait_fd(fd: RawFd, write: bool, timeout: Option<Duration>) -> io::Result<
     let (why, guard) = park(Waiting::Fd { fd, write }, |w| {
         match with_hub(|h| h.watch(fd, write, w.clone())) {
             Err(e) => {
-                w.wake(Wake::Ready);
+                w.abort(Wake::Ready);
                 Err(e)
             }
             Ok(()) => Ok(FdGuard {
@@ -959,6 +972,10 @@ fn run_loop() {
             let Some(task) = hub.ready.borrow_mut().pop() else {
                 break;
             };
+            debug_assert!(
+                !task.parked.get(),
+                "grove: a parked greenlet was in the run queue (a waker fired inside park's prepare: use Waker::abort)"
+            );
             // Out of the task while it runs (nothing needs it meanwhile: see `Task::raw`).
             let Some(raw) = task.raw.take() else {
                 continue; // finished and released already

@@ -205,7 +205,7 @@ impl<T> AsyncResult<T> {
             let mut st = self.state();
             if st.value.is_some() {
                 drop(st);
-                w.wake(Wake::Ready); // set meanwhile: do not park
+                w.abort(Wake::Ready); // set meanwhile: do not park
             } else {
                 st.waiters.push(remote);
             }

@@ -243,7 +243,7 @@ impl<T> Receiver<T> {
                     }
                 }
                 drop(st);
-                w.wake(Wake::Ready); // nothing to wait for
+                w.abort(Wake::Ready); // nothing to wait for
                 None
             });
             match outcome {
