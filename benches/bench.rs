@@ -9,15 +9,18 @@
 //! cargo run --release --example bench -- spawn [N]    spawn + join, batches of 1000   ns/task
 //! cargo run --release --example bench -- yield [N]    two greenlets yielding N times   ns/yield
 //! cargo run --release --example bench -- pingpong [N] two greenlets hand a value N times ns/handoff
+//! cargo run --release --example bench -- xpingpong [N] the same across two hubs/threads ns/handoff
 //! cargo run --release --example bench -- park [N]     N greenlets blocked on one Event  bytes/greenlet
 //! cargo run --release --example bench -- timers [N]   N greenlets sleep U(0,1) s       ms (p99 lateness)
 //! ```
 //!
-//! * `pingpong` hands a number back and forth between two greenlets through the cheapest
-//!   hub-level primitive there is: an `Rc<Cell<u64>>` for the value and one [`grove::Event`]
-//!   per direction (set by the sender, waited on and cleared by the receiver). Every handoff
+//! * `pingpong` hands a number back and forth between two greenlets, N times each way,
+//!   through the hub-level primitives: once over two rendezvous [`grove::Channel`]s and once
+//!   over two FIFO [`grove::Queue`]s (both printed; the RESULT is the faster). Every handoff
 //!   parks one greenlet and wakes the other through the hub. Peer: `peers tokio-pingpong`
 //!   (unbounded mpsc channels), which also counts 2N handoffs.
+//! * `xpingpong` does the same between the main greenlets of two hubs on two threads, over
+//!   [`grove::sync::mpsc`]: each handoff wakes the other hub's poller (eventfd or pipe).
 //! * `park` (default N = 100000; 1000000 works at the default `vm.max_map_count`) spawns N
 //!   greenlets on 64 KiB stacks that all block on one `Event`, reports the growth
 //!   of the process's RSS per parked greenlet, then sets the event and joins them all. Peer:
@@ -245,45 +248,103 @@ fn yield_case(n: u64) {
     result(&mut samples, "ns/yield", "grove yield_now");
 }
 
-/// Two greenlets hand a value back and forth `n` times each way, through two `Event`s.
-fn pingpong_case(n: u64) {
-    use grove::Event;
-    use std::cell::Cell;
+/// The two ends of a ping-pong: a way to hand a value over, and to wait for one.
+trait Pipe: 'static {
+    fn send(&self, v: u64);
+    fn recv(&self) -> u64;
+}
+
+impl Pipe for grove::Queue<u64> {
+    fn send(&self, v: u64) {
+        self.put(v).unwrap()
+    }
+    fn recv(&self) -> u64 {
+        self.get().unwrap()
+    }
+}
+
+impl Pipe for grove::Channel<u64> {
+    fn send(&self, v: u64) {
+        self.put(v).unwrap()
+    }
+    fn recv(&self) -> u64 {
+        self.get().unwrap()
+    }
+}
+
+/// Two greenlets hand a number back and forth `n` times each way through two pipes made by
+/// `make`; returns the median ns per handoff.
+fn pingpong_over<P: Pipe>(n: u64, make: fn() -> P) -> f64 {
     use std::rc::Rc;
     let mut samples = Vec::new();
     for _ in 0..REPS {
-        let value = Rc::new(Cell::new(0u64));
-        // `to_b` is set when a value waits for B; `to_a` when the answer waits for A.
-        let (to_a, to_b) = (Rc::new(Event::new()), Rc::new(Event::new()));
+        let (to_b, to_a) = (Rc::new(make()), Rc::new(make()));
         let t = Instant::now();
         let b = {
-            let (value, to_a, to_b) = (value.clone(), to_a.clone(), to_b.clone());
+            let (to_b, to_a) = (to_b.clone(), to_a.clone());
             grove::spawn(move || {
                 for _ in 0..n {
-                    to_b.wait();
-                    to_b.clear();
-                    value.set(value.get() + 1);
-                    to_a.set();
+                    let v = to_b.recv();
+                    to_a.send(v + 1);
                 }
             })
         };
-        let a = {
-            let value = value.clone();
-            grove::spawn(move || {
-                for i in 0..n {
-                    value.set(i);
-                    to_b.set();
-                    to_a.wait();
-                    to_a.clear();
-                    assert_eq!(value.get(), i + 1);
-                }
-            })
-        };
+        let a = grove::spawn(move || {
+            for i in 0..n {
+                to_b.send(i);
+                assert_eq!(to_a.recv(), i + 1);
+            }
+        });
         a.join().unwrap();
         b.join().unwrap();
         samples.push(ns_per(t, 2 * n));
     }
-    result(&mut samples, "ns/handoff", "grove Event ping-pong");
+    samples.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    samples[REPS / 2]
+}
+
+/// Ping-pong between two greenlets over `Channel` and over the FIFO `Queue`; the RESULT is
+/// the faster.
+fn pingpong_case(n: u64) {
+    let channel = pingpong_over(n, grove::Channel::<u64>::new);
+    println!("grove Channel ping-pong: median {channel:.2} ns/handoff");
+    let queue = pingpong_over(n, grove::Queue::<u64>::new);
+    println!("grove Queue ping-pong: median {queue:.2} ns/handoff");
+    let (best, label) = if channel <= queue {
+        (channel, "grove Channel ping-pong")
+    } else {
+        (queue, "grove Queue ping-pong")
+    };
+    println!("RESULT {best:.3} ns/handoff {label}");
+}
+
+/// Ping-pong between greenlets of two hubs on two threads, over `sync::mpsc`: every handoff
+/// wakes the other hub through its poller.
+fn xpingpong_case(n: u64) {
+    use grove::sync::mpsc;
+    let mut samples = Vec::new();
+    for _ in 0..REPS {
+        let (to_b, from_a) = mpsc::channel::<u64>();
+        let (to_a, from_b) = mpsc::channel::<u64>();
+        let b = std::thread::spawn(move || {
+            while let Ok(v) = from_a.recv() {
+                to_a.send(v + 1).unwrap();
+            }
+        });
+        let t = Instant::now();
+        for i in 0..n {
+            to_b.send(i).unwrap();
+            assert_eq!(from_b.recv().unwrap(), i + 1);
+        }
+        samples.push(ns_per(t, 2 * n));
+        drop(to_b);
+        b.join().unwrap();
+    }
+    result(
+        &mut samples,
+        "ns/handoff",
+        "grove mpsc ping-pong across two hubs",
+    );
 }
 
 /// `n` greenlets blocked on one `Event`: the RSS each costs, then all released and joined.
@@ -401,11 +462,12 @@ fn main() {
         "spawn" => spawn_case(arg(2, 100_000)),
         "yield" => yield_case(arg(2, 1_000_000)),
         "pingpong" => pingpong_case(arg(2, 1_000_000)),
+        "xpingpong" => xpingpong_case(arg(2, 100_000)),
         "park" => park_case(arg(2, 100_000)),
         "timers" => timers_case(arg(2, 100_000)),
         _ => {
             eprintln!(
-                "usage: bench switch|create|stacks|spawn|yield|pingpong|park|timers [N]   (see benches/bench.rs)"
+                "usage: bench switch|create|stacks|spawn|yield|pingpong|xpingpong|park|timers [N]   (see benches/bench.rs)"
             );
             std::process::exit(2);
         }

@@ -194,6 +194,55 @@ fn main() {
     let counts: Vec<u32> = gs.into_iter().map(|g| g.get().unwrap()).collect();
     println!("  three greenlets counted into their own greenlet_local: {counts:?}");
 
+    // 10. A pipeline: a producer feeds a bounded queue, a pool of four workers processes the
+    //     items (at most four at once), and results come back in completion order.
+    println!("\ngrove tour, part 3: queues, pools, threads\n");
+    let q = Rc::new(grove::Queue::bounded(4));
+    let producer = {
+        let q = q.clone();
+        grove::spawn(move || {
+            for job in 1..=12u64 {
+                q.put(job).unwrap(); // waits whenever four jobs are queued
+            }
+            q.shutdown(); // consumers finish what is queued, then stop
+        })
+    };
+    let pool = grove::pool::Pool::new(4);
+    let t = Instant::now();
+    let results: Vec<u64> = pool
+        .imap_unordered(
+            |job: u64| {
+                grove::sleep(Duration::from_millis(13 - job)); // later jobs are quicker
+                job * job
+            },
+            q.iter(),
+            4,
+        )
+        .map(Result::unwrap)
+        .collect();
+    producer.join().unwrap();
+    println!(
+        "  12 jobs through a queue of 4 and a pool of 4 in {:.1?}: {results:?}",
+        t.elapsed()
+    );
+
+    // 11. Across threads: a plain thread sets an AsyncResult and sends over an mpsc channel;
+    //     the greenlets here wait cooperatively and wake when the other thread delivers.
+    let answer = grove::AsyncResult::new();
+    let (tx, rx) = grove::sync::mpsc::channel();
+    let a = answer.clone();
+    let th = std::thread::spawn(move || {
+        for i in 0..3 {
+            tx.send(format!("line {i} from a thread")).unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(5));
+        a.set(42).unwrap();
+    });
+    let reader = grove::spawn(move || rx.iter().collect::<Vec<_>>());
+    println!("  an AsyncResult set by another thread: {:?}", answer.get());
+    println!("  an mpsc channel fed by it: {:?}", reader.get().unwrap());
+    th.join().unwrap();
+
     println!("\nsee `cargo run --release --example bench -- switch` for the measured figures");
 }
 

@@ -15,6 +15,8 @@
 //! | scheduled greenlets: [`spawn`], [`Greenlet::join`], [`Greenlet::kill`], [`sleep`], [`yield_now`], [`timeout`] | crate root | `std` |
 //! | waiting on several things: [`wait_any`], [`iwait`], [`Event`] | [`wait`] | `std` |
 //! | introspection: [`debug::run_info`], the blocking monitor | [`debug`], [`hub::monitor`] | `std` |
+//! | synchronisation: [`Event`], [`AsyncResult`], [`Semaphore`], [`Lock`], [`RLock`], [`Queue`], [`Channel`], cross-thread [`sync::mpsc`] | [`sync`] | `std` |
+//! | groups of greenlets: [`pool::Pool`], [`pool::Group`], `map`/`imap`/`imap_unordered` | [`pool`] | `std` |
 //!
 //! Above the hub, gevent's greenlet API: [`spawn`], [`spawn_later`], [`Greenlet::join`],
 //! [`Greenlet::kill`], links, [`joinall`], [`killall`], [`wait_any`]/[`iwait`] over anything
