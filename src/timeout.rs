@@ -58,7 +58,8 @@ impl From<Elapsed> for std::io::Error {
 static NEXT_SCOPE: AtomicU64 = AtomicU64::new(1);
 
 /// Runs `f`; if it is still blocked after `d`, interrupts it and returns `Err(Elapsed)`.
-/// See the [module docs](self).
+/// A closure that never blocks cannot be interrupted: it returns normally. Nested scopes
+/// each report their own expiry; an outer one is never lost to an inner one.
 pub fn timeout<T>(d: Duration, f: impl FnOnce() -> T) -> Result<T, Elapsed> {
     let me = hub::current_task();
     let id = NEXT_SCOPE.fetch_add(1, Ordering::Relaxed);

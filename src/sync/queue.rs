@@ -264,8 +264,13 @@ impl<T> fmt::Display for PutError<T> {
 
 impl<T> std::error::Error for PutError<T> {}
 
-/// The queue behind [`Queue`], [`LifoQueue`] and [`PriorityQueue`]; see the
-/// [module docs](self) for its rules.
+/// The queue behind [`Queue`], [`LifoQueue`] and [`PriorityQueue`].
+///
+/// Blocked getters and putters are served in the order they began waiting: an item put while
+/// getters wait is handed to the longest-waiting one, a slot freed while putters wait is
+/// promised to the longest-waiting one, so newcomers never barge ahead. A getter that times
+/// out or is killed is skipped, so no item is lost; a failed put returns its item. After
+/// [`shutdown`](Self::shutdown), puts fail and getters take what is left, then fail.
 pub struct BaseQueue<T, D: Discipline<T>> {
     items: RefCell<D>,
     /// Items put while getters were parked, owned by the getters woken for them, in order.
