@@ -62,9 +62,15 @@ pub mod arch;
 #[cfg(feature = "std")]
 pub mod debug;
 #[cfg(feature = "std")]
+mod fd;
+#[cfg(feature = "std")]
+pub mod fs;
+#[cfg(feature = "std")]
 pub mod greenlet;
 #[cfg(feature = "std")]
 pub mod hub;
+#[cfg(feature = "std")]
+pub mod net;
 #[cfg(feature = "std")]
 pub mod pool;
 #[cfg(feature = "std")]
@@ -76,6 +82,8 @@ pub mod sync;
 pub mod sys;
 #[cfg(feature = "std")]
 mod syscall;
+#[cfg(feature = "std")]
+pub mod threadpool;
 #[cfg(feature = "std")]
 mod timeout;
 #[cfg(feature = "std")]

@@ -343,6 +343,9 @@ pub(crate) struct Hub {
     registry: RefCell<Registry>,
     /// The blocking monitor's view of this hub, when it is on.
     probe: Option<Arc<Probe>>,
+    /// I/O operations the running greenlet completed without waiting since the hub last
+    /// switched into it (see [`note_immediate_io`]).
+    io_streak: Cell<u32>,
 }
 
 /// This thread's hub, torn down at thread exit:
@@ -546,6 +549,7 @@ fn create_hub() -> Rc<Hub> {
         current: RefCell::new(Some(main)),
         registry: RefCell::new((Vec::new(), Vec::new())),
         probe,
+        io_streak: Cell::new(0),
     });
     HUB.with(|h| *h.0.borrow_mut() = Some(hub.clone()));
     HUB_PTR.with(|p| p.set(Rc::as_ptr(&hub)));
@@ -829,6 +833,38 @@ pub fn wait_fd(fd: RawFd, write: bool, timeout: Option<Duration>) -> io::Result<
     }
 }
 
+/// How many I/O operations in a row a greenlet may complete without waiting before it yields
+/// (see [`note_immediate_io`]).
+pub(crate) const IO_STREAK: u32 = 32;
+
+/// Called by every cooperative I/O operation that completed at once, without waiting. Such an
+/// operation does not switch; but after [`IO_STREAK`] of them in a row, the running greenlet
+/// yields, so that one busy connection (a socket that always has data) cannot starve the
+/// others. The count starts again whenever the hub switches into the greenlet.
+#[inline]
+pub(crate) fn note_immediate_io() {
+    let yield_now = with_hub(|h| {
+        let n = h.io_streak.get() + 1;
+        h.io_streak.set(n);
+        n >= IO_STREAK
+    });
+    if yield_now {
+        self::yield_now();
+    }
+}
+
+/// Wakes every greenlet waiting on `fd` (it is being closed): each sees its wait end and
+/// learns from its socket that it was closed.
+pub(crate) fn wake_fd_waiters(fd: RawFd) {
+    let wakers: Vec<Waker> = with_hub(|h| match h.io.borrow().get(&fd) {
+        Some(e) => e.readers.iter().chain(e.writers.iter()).cloned().collect(),
+        None => Vec::new(),
+    });
+    for w in wakers {
+        w.wake(Wake::Ready);
+    }
+}
+
 /// The error every blocking call returns when nothing could ever wake it.
 pub(crate) fn loop_exit_error() -> io::Error {
     io::Error::new(
@@ -984,6 +1020,7 @@ fn run_loop() {
                 continue;
             }
             *hub.current.borrow_mut() = Some(task.clone());
+            hub.io_streak.set(0);
             if let Some(p) = &hub.probe {
                 p.enter(&task);
             }

@@ -1,0 +1,339 @@
+//! Unix-domain sockets: [`UnixListener`], [`UnixStream`], [`UnixDatagram`], with std's API
+//! shape (and std's `SocketAddr` for their addresses), cooperative underneath.
+
+use super::tcp::{fd_traits, stream_io};
+use crate::fd::{self, Dir, Evented};
+use std::fmt;
+use std::io::{self, IoSlice, IoSliceMut, Read, Write};
+use std::net::Shutdown;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::unix::net::{self as std_unix, SocketAddr};
+use std::path::Path;
+use std::time::Duration;
+
+/// A Unix-domain stream whose reads and writes park the calling greenlet.
+///
+/// ```
+/// use grove::net::UnixStream;
+/// use std::io::{Read, Write};
+///
+/// let (mut a, mut b) = UnixStream::pair().unwrap();
+/// let g = grove::spawn(move || {
+///     let mut s = String::new();
+///     b.read_to_string(&mut s).unwrap(); // parks until `a` is closed
+///     s
+/// });
+/// a.write_all(b"over a socketpair").unwrap();
+/// drop(a);
+/// assert_eq!(g.get().unwrap(), "over a socketpair");
+/// ```
+pub struct UnixStream {
+    ev: Evented<std_unix::UnixStream>,
+}
+
+impl fmt::Debug for UnixStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UnixStream")
+            .field("fd", &self.ev.raw())
+            .finish()
+    }
+}
+
+impl UnixStream {
+    /// Connects to the socket at `path`. (A Unix-domain connect completes or fails at once.)
+    pub fn connect(path: impl AsRef<Path>) -> io::Result<UnixStream> {
+        let path = path.as_ref();
+        let s = std_unix::UnixStream::connect(path).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("grove: connect to {}: {e}", path.display()),
+            )
+        })?;
+        UnixStream::from_std(s)
+    }
+
+    /// A connected pair.
+    pub fn pair() -> io::Result<(UnixStream, UnixStream)> {
+        let (a, b) = std_unix::UnixStream::pair()?;
+        Ok((UnixStream::from_std(a)?, UnixStream::from_std(b)?))
+    }
+
+    /// Takes over a std stream (made non-blocking).
+    pub fn from_std(s: std_unix::UnixStream) -> io::Result<UnixStream> {
+        Ok(UnixStream {
+            ev: Evented::new(s)?,
+        })
+    }
+
+    /// Gives the std stream back (blocking again).
+    pub fn into_std(self) -> io::Result<std_unix::UnixStream> {
+        self.ev.into_inner()
+    }
+
+    /// The local address.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.ev.inner().local_addr()
+    }
+
+    /// The peer's address.
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.ev.inner().peer_addr()
+    }
+
+    /// Shuts down reading, writing or both.
+    pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        self.ev.inner().shutdown(how)
+    }
+
+    /// Closes it now for every greenlet using it (see [`TcpStream::close`](super::TcpStream::close)).
+    pub fn close(&self) {
+        self.ev.close()
+    }
+
+    /// A timeout for each read (`None`: wait forever).
+    pub fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+        self.ev.set_timeout(Dir::Read, t)
+    }
+
+    /// A timeout for each write.
+    pub fn set_write_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+        self.ev.set_timeout(Dir::Write, t)
+    }
+
+    /// The read timeout.
+    pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
+        Ok(self.ev.read_timeout())
+    }
+
+    /// The write timeout.
+    pub fn write_timeout(&self) -> io::Result<Option<Duration>> {
+        Ok(self.ev.write_timeout())
+    }
+
+    /// Reads and clears the pending socket error.
+    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
+        self.ev.inner().take_error()
+    }
+
+    /// Another handle to the same connection (a duplicated descriptor).
+    pub fn try_clone(&self) -> io::Result<UnixStream> {
+        UnixStream::from_std(self.ev.inner().try_clone()?)
+    }
+
+    /// Writes all of `buf`; a failure part way carries how much was written.
+    pub fn write_all_counted(&self, buf: &[u8]) -> io::Result<()> {
+        fd::write_all(|b| self.write_once(b), buf)
+    }
+
+    fn read_once(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.ev
+            .io(Dir::Read, self.ev.read_timeout(), |mut s| s.read(buf))
+    }
+
+    fn read_vectored_once(&self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
+        self.ev.io(Dir::Read, self.ev.read_timeout(), |mut s| {
+            s.read_vectored(bufs)
+        })
+    }
+
+    fn write_once(&self, buf: &[u8]) -> io::Result<usize> {
+        // A stream socket's write is a send (std passes MSG_NOSIGNAL where it exists).
+        self.ev
+            .io(Dir::Write, self.ev.write_timeout(), |mut s| s.write(buf))
+    }
+
+    fn write_vectored_once(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        self.ev.io(Dir::Write, self.ev.write_timeout(), |mut s| {
+            s.write_vectored(bufs)
+        })
+    }
+}
+
+stream_io!(UnixStream);
+fd_traits!(UnixStream, std_unix::UnixStream);
+
+/// A Unix-domain listening socket whose `accept` parks the calling greenlet.
+pub struct UnixListener {
+    ev: Evented<std_unix::UnixListener>,
+}
+
+impl fmt::Debug for UnixListener {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UnixListener")
+            .field("fd", &self.ev.raw())
+            .finish()
+    }
+}
+
+impl UnixListener {
+    /// Binds a new socket at `path` (which must not exist).
+    pub fn bind(path: impl AsRef<Path>) -> io::Result<UnixListener> {
+        let path = path.as_ref();
+        let l = std_unix::UnixListener::bind(path).map_err(|e| {
+            io::Error::new(e.kind(), format!("grove: bind {}: {e}", path.display()))
+        })?;
+        UnixListener::from_std(l)
+    }
+
+    /// Takes over a std listener (made non-blocking).
+    pub fn from_std(l: std_unix::UnixListener) -> io::Result<UnixListener> {
+        Ok(UnixListener {
+            ev: Evented::new(l)?,
+        })
+    }
+
+    /// Gives the std listener back (blocking again).
+    pub fn into_std(self) -> io::Result<std_unix::UnixListener> {
+        self.ev.into_inner()
+    }
+
+    /// Waits for a connection.
+    pub fn accept(&self) -> io::Result<(UnixStream, SocketAddr)> {
+        let (s, a) = self
+            .ev
+            .io(Dir::Read, self.ev.read_timeout(), |l| l.accept())?;
+        Ok((UnixStream::from_std(s)?, a))
+    }
+
+    /// Connections as they arrive.
+    pub fn incoming(&self) -> impl Iterator<Item = io::Result<UnixStream>> + '_ {
+        std::iter::repeat_with(move || self.accept().map(|(s, _)| s))
+    }
+
+    /// The address it listens on.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.ev.inner().local_addr()
+    }
+
+    /// A timeout for each accept.
+    pub fn set_accept_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+        self.ev.set_timeout(Dir::Read, t)
+    }
+
+    /// Stops listening now; waiting accepts wake with `ErrorKind::NotConnected`.
+    pub fn close(&self) {
+        self.ev.close()
+    }
+
+    /// Reads and clears the pending socket error.
+    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
+        self.ev.inner().take_error()
+    }
+}
+
+fd_traits!(UnixListener, std_unix::UnixListener);
+
+/// A Unix-domain datagram socket whose receives park the calling greenlet.
+pub struct UnixDatagram {
+    ev: Evented<std_unix::UnixDatagram>,
+}
+
+impl fmt::Debug for UnixDatagram {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UnixDatagram")
+            .field("fd", &self.ev.raw())
+            .finish()
+    }
+}
+
+impl UnixDatagram {
+    /// A socket bound to `path`.
+    pub fn bind(path: impl AsRef<Path>) -> io::Result<UnixDatagram> {
+        let path = path.as_ref();
+        let s = std_unix::UnixDatagram::bind(path).map_err(|e| {
+            io::Error::new(e.kind(), format!("grove: bind {}: {e}", path.display()))
+        })?;
+        UnixDatagram::from_std(s)
+    }
+
+    /// A socket bound to no address.
+    pub fn unbound() -> io::Result<UnixDatagram> {
+        UnixDatagram::from_std(std_unix::UnixDatagram::unbound()?)
+    }
+
+    /// A connected pair.
+    pub fn pair() -> io::Result<(UnixDatagram, UnixDatagram)> {
+        let (a, b) = std_unix::UnixDatagram::pair()?;
+        Ok((UnixDatagram::from_std(a)?, UnixDatagram::from_std(b)?))
+    }
+
+    /// Takes over a std socket (made non-blocking).
+    pub fn from_std(s: std_unix::UnixDatagram) -> io::Result<UnixDatagram> {
+        Ok(UnixDatagram {
+            ev: Evented::new(s)?,
+        })
+    }
+
+    /// Gives the std socket back (blocking again).
+    pub fn into_std(self) -> io::Result<std_unix::UnixDatagram> {
+        self.ev.into_inner()
+    }
+
+    /// Sets the default destination.
+    pub fn connect(&self, path: impl AsRef<Path>) -> io::Result<()> {
+        self.ev.inner().connect(path)
+    }
+
+    /// Sends to the connected address.
+    pub fn send(&self, buf: &[u8]) -> io::Result<usize> {
+        self.ev
+            .io(Dir::Write, self.ev.write_timeout(), |s| s.send(buf))
+    }
+
+    /// Receives a datagram.
+    pub fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.ev
+            .io(Dir::Read, self.ev.read_timeout(), |s| s.recv(buf))
+    }
+
+    /// Sends to `path`.
+    pub fn send_to(&self, buf: &[u8], path: impl AsRef<Path>) -> io::Result<usize> {
+        let path = path.as_ref();
+        self.ev.io(Dir::Write, self.ev.write_timeout(), |s| {
+            s.send_to(buf, path)
+        })
+    }
+
+    /// Receives a datagram and its source.
+    pub fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        self.ev
+            .io(Dir::Read, self.ev.read_timeout(), |s| s.recv_from(buf))
+    }
+
+    /// The local address.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.ev.inner().local_addr()
+    }
+
+    /// The connected address.
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.ev.inner().peer_addr()
+    }
+
+    /// A timeout for each receive.
+    pub fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+        self.ev.set_timeout(Dir::Read, t)
+    }
+
+    /// A timeout for each send.
+    pub fn set_write_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+        self.ev.set_timeout(Dir::Write, t)
+    }
+
+    /// Shuts down reading, writing or both.
+    pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        self.ev.inner().shutdown(how)
+    }
+
+    /// Closes it now for every greenlet using it.
+    pub fn close(&self) {
+        self.ev.close()
+    }
+
+    /// Reads and clears the pending socket error.
+    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
+        self.ev.inner().take_error()
+    }
+}
+
+fd_traits!(UnixDatagram, std_unix::UnixDatagram);
