@@ -74,6 +74,8 @@ pub mod net;
 #[cfg(feature = "std")]
 pub mod pool;
 #[cfg(feature = "std")]
+pub mod server;
+#[cfg(feature = "std")]
 mod spawn;
 pub mod stack;
 #[cfg(feature = "std")]

@@ -428,7 +428,6 @@ impl TcpListener {
     }
 
     /// Takes a connection only if one is waiting now (`ErrorKind::WouldBlock` otherwise).
-    #[allow(dead_code)] // for the servers (server/)
     pub(crate) fn try_accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
         self.ev.check_open()?;
         let (s, a) = loop {
@@ -441,7 +440,6 @@ impl TcpListener {
     }
 
     /// Waits until a connection is waiting (or the listener is closed, or `timeout`).
-    #[allow(dead_code)] // for the servers (server/)
     pub(crate) fn wait_acceptable(&self, timeout: Option<Duration>) -> io::Result<()> {
         self.ev.wait(Dir::Read, timeout)
     }

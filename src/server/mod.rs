@@ -1,0 +1,138 @@
+//! Servers (gevent's `gevent.server`): [`StreamServer`] runs a handler greenlet per TCP
+//! connection, [`DatagramServer`] one per UDP datagram, and [`Workers`] runs a stream server
+//! on several hubs (threads) at once, each accepting on its own `SO_REUSEPORT` listener
+//! (gevent needs a process per core for this).
+//!
+//! | piece | file |
+//! |---|---|
+//! | [`StreamServer`]: the accept loop, back-off, stop | `stream.rs` |
+//! | [`DatagramServer`] | `datagram.rs` |
+//! | [`Workers`]: one server per hub, on n threads | `workers.rs` |
+
+mod datagram;
+mod stream;
+mod workers;
+
+pub use datagram::DatagramServer;
+pub use stream::{Handler, StreamServer};
+pub use workers::{ServerBuilder, Workers};
+
+use std::io;
+use std::time::Duration;
+
+/// The most connections an accept loop takes per wake-up before it lets handlers run.
+pub const MAX_ACCEPT: usize = 100;
+
+/// The first back-off after an accept failed for want of resources.
+pub const BACKOFF_START: Duration = Duration::from_millis(10);
+
+/// The longest back-off.
+pub const BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// What an accept error means for the loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AcceptError {
+    /// The connection went away before we took it (`ECONNABORTED`, `EPROTO`, Linux's
+    /// `EPERM` from a firewall rule): try the next one at once.
+    Retry,
+    /// Out of descriptors or memory (`EMFILE`, `ENFILE`, `ENOBUFS`, `ENOMEM`): back off.
+    Resources,
+    /// Anything else: report it and back off.
+    Other,
+}
+
+impl AcceptError {
+    pub(crate) fn classify(e: &io::Error) -> AcceptError {
+        match e.raw_os_error() {
+            Some(libc::ECONNABORTED) | Some(libc::EPROTO) | Some(libc::EPERM) => AcceptError::Retry,
+            Some(libc::EMFILE) | Some(libc::ENFILE) | Some(libc::ENOBUFS) | Some(libc::ENOMEM) => {
+                AcceptError::Resources
+            }
+            _ => AcceptError::Other,
+        }
+    }
+}
+
+/// The accept loop's back-off: 10 ms doubling to 1 s, reset by a successful accept.
+pub(crate) struct Backoff {
+    next: Duration,
+    reported: bool,
+}
+
+impl Backoff {
+    pub(crate) fn new() -> Backoff {
+        Backoff {
+            next: BACKOFF_START,
+            reported: false,
+        }
+    }
+
+    pub(crate) fn reset(&mut self) {
+        self.next = BACKOFF_START;
+        self.reported = false;
+    }
+
+    /// Sleeps the current back-off (cooperatively) and doubles it.
+    pub(crate) fn sleep(&mut self) {
+        crate::sleep(self.next);
+        self.next = (self.next * 2).min(BACKOFF_MAX);
+    }
+
+    /// Reports an unexpected accept error on stderr, once per run of failures.
+    pub(crate) fn report_once(&mut self, e: &io::Error) {
+        if !self.reported {
+            self.reported = true;
+            eprintln!("grove: accept failed: {e}; backing off");
+        }
+    }
+
+    /// The back-off the next failure will sleep.
+    #[cfg(test)]
+    pub(crate) fn current(&self) -> Duration {
+        self.next
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_errors_are_classified() {
+        let os = io::Error::from_raw_os_error;
+        assert_eq!(
+            AcceptError::classify(&os(libc::ECONNABORTED)),
+            AcceptError::Retry
+        );
+        for e in [libc::EMFILE, libc::ENFILE, libc::ENOBUFS, libc::ENOMEM] {
+            assert_eq!(AcceptError::classify(&os(e)), AcceptError::Resources);
+        }
+        assert_eq!(AcceptError::classify(&os(libc::EBADF)), AcceptError::Other);
+    }
+
+    #[test]
+    fn backoff_doubles_from_10_ms_to_1_s_and_resets() {
+        std::thread::spawn(|| {
+            grove_paused();
+            let mut b = Backoff::new();
+            let mut seen = vec![b.current()];
+            for _ in 0..9 {
+                b.sleep();
+                seen.push(b.current());
+            }
+            let ms: Vec<u128> = seen.iter().map(Duration::as_millis).collect();
+            assert_eq!(ms, [10, 20, 40, 80, 160, 320, 640, 1000, 1000, 1000]);
+            b.reset();
+            assert_eq!(b.current(), BACKOFF_START);
+        })
+        .join()
+        .unwrap();
+    }
+
+    fn grove_paused() {
+        crate::hub::Builder::new()
+            .paused_clock(true)
+            .install()
+            .unwrap();
+    }
+}
