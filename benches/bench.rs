@@ -10,6 +10,7 @@
 //! cargo run --release --example bench -- yield [N]    two greenlets yielding N times   ns/yield
 //! cargo run --release --example bench -- pingpong [N] two greenlets hand a value N times ns/handoff
 //! cargo run --release --example bench -- xpingpong [N] the same across two hubs/threads ns/handoff
+//! cargo run --release --example bench -- echo PORT    a one-thread echo server for ../shared/peers/load.sh echo
 //! cargo run --release --example bench -- park [N]     N greenlets blocked on one Event  bytes/greenlet
 //! cargo run --release --example bench -- timers [N]   N greenlets sleep U(0,1) s       ms (p99 lateness)
 //! ```
@@ -453,6 +454,28 @@ fn timers_case(n: u64) {
     println!("RESULT {p99:.3} ms grove timers p99 lateness");
 }
 
+/// A one-thread TCP echo server on 127.0.0.1:`port` (a handler greenlet per connection),
+/// for `../shared/peers/load.sh echo`, which measures it from outside. Runs until killed.
+fn echo_server(port: u16) {
+    use std::io::{Read, Write};
+    let server = grove::server::StreamServer::bind(("127.0.0.1", port), |mut conn, _| {
+        let _ = conn.set_nodelay(true);
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = match conn.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            if conn.write_all(&buf[..n]).is_err() {
+                return;
+            }
+        }
+    })
+    .expect("bind the echo port");
+    println!("grove echo server on {}", server.local_addr().unwrap());
+    server.serve_forever().expect("serve");
+}
+
 fn main() {
     let case = std::env::args().nth(1).unwrap_or_default();
     match case.as_str() {
@@ -463,11 +486,12 @@ fn main() {
         "yield" => yield_case(arg(2, 1_000_000)),
         "pingpong" => pingpong_case(arg(2, 1_000_000)),
         "xpingpong" => xpingpong_case(arg(2, 100_000)),
+        "echo" => echo_server(arg(2, 18093) as u16),
         "park" => park_case(arg(2, 100_000)),
         "timers" => timers_case(arg(2, 100_000)),
         _ => {
             eprintln!(
-                "usage: bench switch|create|stacks|spawn|yield|pingpong|xpingpong|park|timers [N]   (see benches/bench.rs)"
+                "usage: bench switch|create|stacks|spawn|yield|pingpong|xpingpong|park|timers [N] | echo PORT   (see benches/bench.rs)"
             );
             std::process::exit(2);
         }

@@ -10,7 +10,10 @@
 //! * The descriptor is non-blocking and close-on-exec from the moment `Evented` owns it.
 //! * An operation is tried first; only `EAGAIN`/`EWOULDBLOCK` parks the greenlet (until the
 //!   poller reports the direction ready, or the timeout passes: `ErrorKind::TimedOut`).
-//!   `EINTR` is retried at once, never reported.
+//!   `EINTR` is retried at once, never reported. One exception, tokio's: after a stream read
+//!   came back short (the receive buffer was emptied), the next read waits first, saving the
+//!   `EAGAIN` system call that trying would almost surely cost; the level-triggered poller
+//!   reports data that arrived in between at once.
 //! * **One waiter per direction.** While a greenlet waits to read, another that tries to read
 //!   gets `ErrorKind::ResourceBusy` at once (likewise for writing): two greenlets reading one
 //!   socket would get interleaved data, which is never what anyone wants. (Greenlets never
@@ -28,6 +31,7 @@ use crate::syscall::syscall;
 use std::cell::Cell;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// Which way an operation moves data.
@@ -40,12 +44,34 @@ pub(crate) enum Dir {
 /// A non-blocking descriptor driven cooperatively, owned by `S`. See the [module docs](self).
 #[derive(Debug)]
 pub(crate) struct Evented<S: AsFd = OwnedFd> {
+    /// Declared before `inner`: fields drop in order, so the hub forgets the descriptor's
+    /// registration before `inner` closes it.
+    reg: Registration,
     inner: S,
     closed: Cell<bool>,
     reading: Cell<bool>,
     writing: Cell<bool>,
+    /// A stream read came back short: the receive buffer was empty then, so the next read
+    /// waits for readiness instead of trying first (a try would almost surely be `EAGAIN`).
+    drained: Cell<bool>,
     read_timeout: Cell<Option<Duration>>,
     write_timeout: Cell<Option<Duration>>,
+}
+
+/// This descriptor's identity in the hub's fd table: its poller registration outlives each
+/// wait, and is deleted when this drops (see `hub/fds.rs`).
+#[derive(Debug)]
+struct Registration {
+    fd: RawFd,
+    owner: u64,
+}
+
+static NEXT_OWNER: AtomicU64 = AtomicU64::new(1);
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        hub::forget_fd(self.fd, self.owner);
+    }
 }
 
 /// Clears a direction's busy flag when the wait ends (also when a kill unwinds it).
@@ -93,10 +119,15 @@ impl<S: AsFd> Evented<S> {
         set_nonblocking(fd, true)?;
         set_cloexec(fd)?;
         Ok(Evented {
+            reg: Registration {
+                fd,
+                owner: NEXT_OWNER.fetch_add(1, Ordering::Relaxed),
+            },
             inner,
             closed: Cell::new(false),
             reading: Cell::new(false),
             writing: Cell::new(false),
+            drained: Cell::new(false),
             read_timeout: Cell::new(None),
             write_timeout: Cell::new(None),
         })
@@ -105,7 +136,9 @@ impl<S: AsFd> Evented<S> {
     /// Gives the owner back, its descriptor blocking again (e.g. to convert into a std type).
     pub(crate) fn into_inner(self) -> io::Result<S> {
         set_nonblocking(self.raw(), false)?;
-        Ok(self.inner)
+        let Evented { reg, inner, .. } = self;
+        drop(reg); // the hub forgets it: it leaves grove's hands
+        Ok(inner)
     }
 
     /// The owner of the descriptor (its calls do not block).
@@ -174,9 +207,18 @@ impl<S: AsFd> Evented<S> {
     ) -> io::Result<T> {
         let deadline = timeout.map(hub::deadline_after);
         let mut waited = false;
+        // After a short stream read, wait before the first try (see `drained`): the poller is
+        // level-triggered, so data that arrived meanwhile is reported at once.
+        let mut skip_try = dir == Dir::Read && self.drained.replace(false);
         loop {
             self.check_open()?;
-            match op(&self.inner) {
+            let r = if skip_try {
+                skip_try = false;
+                Err(io::ErrorKind::WouldBlock.into())
+            } else {
+                op(&self.inner)
+            };
+            match r {
                 Ok(v) => {
                     if !waited {
                         hub::note_immediate_io();
@@ -208,6 +250,12 @@ impl<S: AsFd> Evented<S> {
         }
     }
 
+    /// Records that a stream read returned fewer bytes than asked for (the socket's receive
+    /// buffer is empty now): the next read waits for readiness before trying.
+    pub(crate) fn read_came_short(&self) {
+        self.drained.set(true);
+    }
+
     /// Waits until `dir` is ready (or `timeout`), as the only greenlet waiting that way.
     pub(crate) fn wait(&self, dir: Dir, timeout: Option<Duration>) -> io::Result<()> {
         let flag = match dir {
@@ -226,7 +274,7 @@ impl<S: AsFd> Evented<S> {
             ));
         }
         let _busy = Busy(flag);
-        hub::wait_fd(self.raw(), dir == Dir::Write, timeout)?;
+        hub::wait_fd_owned(self.raw(), dir == Dir::Write, timeout, self.reg.owner)?;
         self.check_open()
     }
 

@@ -670,13 +670,11 @@ fn channel_shutdown_gives_putters_their_items_back() {
         let ch = Rc::new(Channel::new());
         let c = ch.clone();
         let putter = spawn(move || c.put(5).map_err(|e| (e.reason(), e.into_item())));
-        let c = ch.clone();
-        let getter_after = spawn(move || {
-            sleep(2 * MS);
-            c.get()
-        });
         sleep(MS);
+        assert_eq!(ch.waiting_putters(), 1);
         ch.shutdown();
+        let c = ch.clone();
+        let getter_after = spawn(move || c.get());
         assert_eq!(putter.get(), Ok(Err((QueueError::ShutDown, 5))));
         assert_eq!(getter_after.get(), Ok(Err(QueueError::ShutDown)));
     });

@@ -32,15 +32,15 @@
 //! * The hub never knows about sockets: `net/` registers interest through [`wait_fd`] and
 //!   parks; the hub wakes it.
 
+use super::fds::FdTable;
 use super::monitor::Probe;
 use super::remote::{Remote, Targets};
 use super::run_queue::RunQueue;
 use super::timers::{Deadline, Epoch, TimerId, TimerQueue};
 use crate::greenlet::{Greenlet as Raw, GreenletExit};
 use crate::spawn::JoinState;
-use crate::sys::{Backend, Events, Interest, Poller};
+use crate::sys::{Backend, Events, Poller};
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::fmt;
 use std::io;
 use std::os::fd::RawFd;
@@ -314,14 +314,6 @@ impl Clock {
     }
 }
 
-/// Who waits on one file descriptor, and for what.
-#[derive(Default)]
-struct FdWaiters {
-    readers: Vec<Waker>,
-    writers: Vec<Waker>,
-    registered: Option<(bool, bool)>,
-}
-
 /// Slots of spawned tasks (weak: the registry keeps nothing alive) and the free slots.
 type Registry = (Vec<Option<Weak<Task>>>, Vec<u32>);
 
@@ -333,7 +325,7 @@ pub(crate) struct Hub {
     pub(crate) clock: Clock,
     /// `None` only after the thread's exit closed it.
     poller: RefCell<Option<Poller>>,
-    io: RefCell<HashMap<RawFd, FdWaiters>>,
+    io: RefCell<FdTable>,
     pub(crate) remote: Arc<Remote>,
     /// What other threads may wake, by token (see [`super::remote`]).
     pub(crate) targets: Targets,
@@ -543,7 +535,7 @@ fn create_hub() -> Rc<Hub> {
         timers: RefCell::new(TimerQueue::default()),
         clock,
         poller: RefCell::new(Some(poller)),
-        io: RefCell::new(HashMap::new()),
+        io: RefCell::new(FdTable::default()),
         remote,
         targets: Targets::default(),
         current: RefCell::new(Some(main)),
@@ -798,7 +790,7 @@ struct FdGuard {
 
 impl Drop for FdGuard {
     fn drop(&mut self) {
-        with_hub(|h| h.unwatch(self.fd));
+        with_hub(|h| h.io.borrow_mut().unwatch(&mut h.poller(), self.fd));
     }
 }
 
@@ -806,8 +798,22 @@ impl Drop for FdGuard {
 /// Errors: `TimedOut` on timeout; `Interrupted` if a kill or timeout arrived while this
 /// greenlet was already unwinding; the poller's error if the fd cannot be watched.
 pub fn wait_fd(fd: RawFd, write: bool, timeout: Option<Duration>) -> io::Result<()> {
+    wait_fd_owned(fd, write, timeout, 0)
+}
+
+/// [`wait_fd`] for a descriptor owned by grove (`owner` is its non-zero id), whose poller
+/// registration outlives the wait (see [`super::fds`]); 0 for a foreign descriptor.
+pub(crate) fn wait_fd_owned(
+    fd: RawFd,
+    write: bool,
+    timeout: Option<Duration>,
+    owner: u64,
+) -> io::Result<()> {
     let (why, guard) = park(Waiting::Fd { fd, write }, |w| {
-        match with_hub(|h| h.watch(fd, write, w.clone())) {
+        match with_hub(|h| {
+            h.io.borrow_mut()
+                .watch(&mut h.poller(), fd, write, w.clone(), owner)
+        }) {
             Err(e) => {
                 w.abort(Wake::Ready);
                 Err(e)
@@ -830,6 +836,21 @@ pub fn wait_fd(fd: RawFd, write: bool, timeout: Option<Duration>) -> io::Result<
             "grove: the wait was interrupted (kill or timeout) while unwinding",
         )),
         Wake::LoopExit => Err(loop_exit_error()),
+    }
+}
+
+/// The owner of `fd` (grove's id for it) is about to close it: this thread's hub, if it has
+/// one, deletes the fd's registration first (see [`super::fds`]). Never creates a hub.
+pub(crate) fn forget_fd(fd: RawFd, owner: u64) {
+    let has_hub = HUB_PTR.try_with(|p| !p.get().is_null()).unwrap_or(false);
+    if has_hub {
+        with_hub(|h| {
+            if let Ok(mut poller) = h.poller.try_borrow_mut() {
+                if let Some(p) = poller.as_mut() {
+                    h.io.borrow_mut().forget(p, fd, owner);
+                }
+            }
+        });
     }
 }
 
@@ -856,13 +877,7 @@ pub(crate) fn note_immediate_io() {
 /// Wakes every greenlet waiting on `fd` (it is being closed): each sees its wait end and
 /// learns from its socket that it was closed.
 pub(crate) fn wake_fd_waiters(fd: RawFd) {
-    let wakers: Vec<Waker> = with_hub(|h| match h.io.borrow().get(&fd) {
-        Some(e) => e.readers.iter().chain(e.writers.iter()).cloned().collect(),
-        None => Vec::new(),
-    });
-    for w in wakers {
-        w.wake(Wake::Ready);
-    }
+    with_hub(|h| h.io.borrow().wake_all(fd));
 }
 
 /// The error every blocking call returns when nothing could ever wake it.
@@ -894,75 +909,11 @@ impl Hub {
         self.poller().backend()
     }
 
-    fn watch(&self, fd: RawFd, write: bool, w: Waker) -> io::Result<()> {
-        let mut io = self.io.borrow_mut();
-        let entry = io.entry(fd).or_default();
-        if write {
-            entry.writers.push(w);
-        } else {
-            entry.readers.push(w);
-        }
-        let want = (!entry.readers.is_empty(), !entry.writers.is_empty());
-        let interest = Interest {
-            readable: want.0,
-            writable: want.1,
-        };
-        let r = match entry.registered {
-            None => self.poller().add(fd, fd as usize, interest),
-            Some(have) if have != want => self.poller().modify(fd, fd as usize, interest),
-            Some(_) => Ok(()),
-        };
-        match r {
-            Ok(()) => {
-                entry.registered = Some(want);
-                Ok(())
-            }
-            Err(e) => {
-                if write {
-                    entry.writers.pop();
-                } else {
-                    entry.readers.pop();
-                }
-                if entry.readers.is_empty()
-                    && entry.writers.is_empty()
-                    && entry.registered.is_none()
-                {
-                    io.remove(&fd);
-                }
-                Err(e)
-            }
-        }
-    }
-
-    /// Drops the waiters of `fd` that are spent (woken or stale) and shrinks the registered
-    /// interest to what is still awaited.
-    fn unwatch(&self, fd: RawFd) {
-        let mut io = self.io.borrow_mut();
-        let Some(entry) = io.get_mut(&fd) else { return };
-        entry.readers.retain(|w| !w.is_stale());
-        entry.writers.retain(|w| !w.is_stale());
-        let want = (!entry.readers.is_empty(), !entry.writers.is_empty());
-        if want == (false, false) {
-            if entry.registered.is_some() {
-                let _ = self.poller().delete(fd);
-            }
-            io.remove(&fd);
-        } else if entry.registered != Some(want) {
-            let interest = Interest {
-                readable: want.0,
-                writable: want.1,
-            };
-            if self.poller().modify(fd, fd as usize, interest).is_ok() {
-                entry.registered = Some(want);
-            }
-        }
-    }
-
     /// Whether anything in the loop could still wake a parked greenlet.
     fn has_sources(&self) -> bool {
         !self.ready.borrow().is_empty()
             || !self.timers.borrow().is_empty()
-            || !self.io.borrow().is_empty()
+            || self.io.borrow().waiting()
             || self.remote.pending.load(Ordering::Acquire)
             || Arc::strong_count(&self.remote) > 1
     }
@@ -1076,7 +1027,7 @@ fn run_loop() {
                 let next = hub.timers.borrow().next_deadline();
                 match (&hub.clock, next) {
                     // A paused clock jumps to the next timer instead of sleeping until it.
-                    (Clock::Paused(t), Some(d)) if hub.io.borrow().is_empty() => {
+                    (Clock::Paused(t), Some(d)) if !hub.io.borrow().waiting() => {
                         t.set(t.get().max(d));
                         Some(Duration::ZERO)
                     }
@@ -1101,23 +1052,11 @@ fn run_loop() {
             // that timers still fire (a persistent failure shows up once per turn).
             eprintln!("grove: hub poll failed: {e}");
         }
-        for ev in events.iter() {
-            let fd = ev.token as RawFd;
-            let wakers: Vec<Waker> = {
-                let io = hub.io.borrow();
-                let Some(entry) = io.get(&fd) else { continue };
-                let mut v = Vec::new();
-                // The poller folds hang-ups and errors into the direction they affect.
-                if ev.readable {
-                    v.extend(entry.readers.iter().cloned());
-                }
-                if ev.writable {
-                    v.extend(entry.writers.iter().cloned());
-                }
-                v
-            };
-            for w in wakers {
-                w.wake(Wake::Ready);
+        if !events.is_empty() {
+            let mut poller = hub.poller();
+            let mut io = hub.io.borrow_mut();
+            for ev in events.iter() {
+                io.dispatch(&mut poller, ev);
             }
         }
     }

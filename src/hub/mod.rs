@@ -20,6 +20,7 @@
 //! backend, blocking monitor, a paused clock for deterministic tests).
 
 pub mod event_loop;
+pub(crate) mod fds;
 pub mod monitor;
 pub(crate) mod remote;
 pub mod run_queue;

@@ -126,14 +126,24 @@ impl UnixStream {
     }
 
     fn read_once(&self, buf: &mut [u8]) -> io::Result<usize> {
-        self.ev
-            .io(Dir::Read, self.ev.read_timeout(), |mut s| s.read(buf))
+        let n = self
+            .ev
+            .io(Dir::Read, self.ev.read_timeout(), |mut s| s.read(buf))?;
+        if n > 0 && n < buf.len() {
+            self.ev.read_came_short();
+        }
+        Ok(n)
     }
 
     fn read_vectored_once(&self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
-        self.ev.io(Dir::Read, self.ev.read_timeout(), |mut s| {
+        let want: usize = bufs.iter().map(|b| b.len()).sum();
+        let n = self.ev.io(Dir::Read, self.ev.read_timeout(), |mut s| {
             s.read_vectored(bufs)
-        })
+        })?;
+        if n > 0 && n < want {
+            self.ev.read_came_short();
+        }
+        Ok(n)
     }
 
     fn write_once(&self, buf: &[u8]) -> io::Result<usize> {
