@@ -243,6 +243,68 @@ fn main() {
     println!("  an mpsc channel fed by it: {:?}", reader.get().unwrap());
     th.join().unwrap();
 
+    // 12. Sockets and servers: an echo server with a greenlet per connection, and 100 client
+    //     greenlets talking to it at once, all on this one thread.
+    println!("\ngrove tour, part 4: sockets, servers, the thread pool\n");
+    use std::io::{Read, Write};
+    let server = grove::server::StreamServer::bind("127.0.0.1:0", |mut conn, _| {
+        let mut buf = [0u8; 1024];
+        while let Ok(n @ 1..) = conn.read(&mut buf) {
+            if conn.write_all(&buf[..n]).is_err() {
+                break;
+            }
+        }
+    })
+    .expect("bind");
+    server.start().expect("start");
+    let addr = server.local_addr().unwrap();
+    let t = Instant::now();
+    let clients: Vec<_> = (0..100)
+        .map(|i| {
+            grove::spawn(move || {
+                let mut c = grove::net::TcpStream::connect(addr).unwrap();
+                let msg = format!("hello from client {i}");
+                let mut back = vec![0u8; msg.len()];
+                for _ in 0..10 {
+                    c.write_all(msg.as_bytes()).unwrap();
+                    c.read_exact(&mut back).unwrap();
+                }
+                back == msg.as_bytes()
+            })
+        })
+        .collect();
+    let ok = clients
+        .into_iter()
+        .map(|c| c.get().unwrap())
+        .filter(|&b| b)
+        .count();
+    println!(
+        "  100 clients x 10 round trips through an echo server on {addr}: {ok} all correct, {:.1?}",
+        t.elapsed()
+    );
+    server.stop(Duration::from_secs(1));
+
+    // 13. Blocking work on the thread pool, and a name lookup there, while greenlets run.
+    let ticker = grove::spawn(|| {
+        let mut n = 0;
+        for _ in 0..5 {
+            grove::sleep(Duration::from_millis(2));
+            n += 1;
+        }
+        n
+    });
+    let sum = grove::threadpool::run(|| {
+        std::thread::sleep(Duration::from_millis(15)); // blocks a pool thread, not the hub
+        (1..=100u64).sum::<u64>()
+    })
+    .unwrap();
+    let local = grove::net::lookup_host("localhost", 80).unwrap();
+    println!(
+        "  a blocking job on the pool returned {sum} while a ticker ran {} times; localhost is {:?}",
+        ticker.get().unwrap(),
+        local.first().map(|a| a.ip())
+    );
+
     println!("\nsee `cargo run --release --example bench -- switch` for the measured figures");
 }
 
