@@ -293,6 +293,53 @@ impl<S: AsFd> Evented<S> {
     }
 }
 
+impl<S: AsFd> Evented<S>
+where
+    for<'a> &'a S: io::Read + io::Write,
+{
+    /// A stream read (std's, which knows the platform's flags), cooperatively, with the read
+    /// timeout; a short read marks the socket drained (see `drained`).
+    pub(crate) fn stream_read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.io(Dir::Read, self.read_timeout(), |mut s| {
+            io::Read::read(&mut s, buf)
+        })?;
+        if n > 0 && n < buf.len() {
+            self.read_came_short();
+        }
+        Ok(n)
+    }
+
+    /// [`stream_read`](Self::stream_read) into several buffers.
+    pub(crate) fn stream_read_vectored(
+        &self,
+        bufs: &mut [io::IoSliceMut<'_>],
+    ) -> io::Result<usize> {
+        let want: usize = bufs.iter().map(|b| b.len()).sum();
+        let n = self.io(Dir::Read, self.read_timeout(), |mut s| {
+            io::Read::read_vectored(&mut s, bufs)
+        })?;
+        if n > 0 && n < want {
+            self.read_came_short();
+        }
+        Ok(n)
+    }
+
+    /// A stream write (std's: `MSG_NOSIGNAL` where it exists), cooperatively, with the
+    /// write timeout.
+    pub(crate) fn stream_write(&self, buf: &[u8]) -> io::Result<usize> {
+        self.io(Dir::Write, self.write_timeout(), |mut s| {
+            io::Write::write(&mut s, buf)
+        })
+    }
+
+    /// [`stream_write`](Self::stream_write) from several buffers.
+    pub(crate) fn stream_write_vectored(&self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        self.io(Dir::Write, self.write_timeout(), |mut s| {
+            io::Write::write_vectored(&mut s, bufs)
+        })
+    }
+}
+
 impl<S: AsFd> AsFd for Evented<S> {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.inner.as_fd()

@@ -24,6 +24,49 @@
 //! * Conversions from and to the std types (`from_std`, `into_std`, `TryFrom`), raw fds, and
 //!   every other socket option through [socket2](https://docs.rs/socket2) (`socket()`).
 
+/// The read/write timeout methods every connected socket type has, over its `ev`.
+macro_rules! io_timeouts {
+    () => {
+        /// A timeout for each read (`None`: wait forever); expiry is `ErrorKind::TimedOut`.
+        /// A zero duration is refused, as std refuses it.
+        pub fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+            self.ev.set_timeout(Dir::Read, t)
+        }
+
+        /// A timeout for each write (`None`: wait forever).
+        pub fn set_write_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+            self.ev.set_timeout(Dir::Write, t)
+        }
+
+        /// The read timeout.
+        pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
+            Ok(self.ev.read_timeout())
+        }
+
+        /// The write timeout.
+        pub fn write_timeout(&self) -> io::Result<Option<Duration>> {
+            Ok(self.ev.write_timeout())
+        }
+    };
+}
+
+/// `close` and `take_error`, which every socket type has, over its `ev`.
+macro_rules! close_and_error {
+    () => {
+        /// Closes it now, for every greenlet using it: those waiting on it wake with
+        /// `ErrorKind::NotConnected`, as does every later operation. (The descriptor is
+        /// freed when the value is dropped.)
+        pub fn close(&self) {
+            self.ev.close()
+        }
+
+        /// Reads and clears the pending socket error (`SO_ERROR`).
+        pub fn take_error(&self) -> io::Result<Option<io::Error>> {
+            self.ev.inner().take_error()
+        }
+    };
+}
+
 mod resolve;
 mod tcp;
 mod udp;

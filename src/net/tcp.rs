@@ -60,6 +60,9 @@ pub(crate) fn tcp_socket(addr: &SocketAddr) -> io::Result<Socket> {
 }
 
 impl TcpStream {
+    close_and_error!();
+    io_timeouts!();
+
     /// Connects to the first of `addr`'s addresses that accepts (names are resolved on the
     /// thread pool; numeric addresses never leave this thread). Uses the default connect
     /// timeout: none.
@@ -144,13 +147,6 @@ impl TcpStream {
         self.ev.inner().shutdown(how)
     }
 
-    /// Closes the stream now, for every greenlet using it: those waiting on it wake with
-    /// `ErrorKind::NotConnected`, as does every later operation. (The descriptor is freed
-    /// when the stream is dropped.)
-    pub fn close(&self) {
-        self.ev.close()
-    }
-
     /// Reads without taking the data off the socket.
     pub fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
         self.ev
@@ -177,31 +173,6 @@ impl TcpStream {
         self.ev.inner().ttl()
     }
 
-    /// Reads and clears the pending socket error (`SO_ERROR`).
-    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
-        self.ev.inner().take_error()
-    }
-
-    /// A timeout for each read (`None`: wait forever); expiry is `ErrorKind::TimedOut`.
-    pub fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
-        self.ev.set_timeout(Dir::Read, t)
-    }
-
-    /// A timeout for each write (`None`: wait forever).
-    pub fn set_write_timeout(&self, t: Option<Duration>) -> io::Result<()> {
-        self.ev.set_timeout(Dir::Write, t)
-    }
-
-    /// The read timeout.
-    pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
-        Ok(self.ev.read_timeout())
-    }
-
-    /// The write timeout.
-    pub fn write_timeout(&self) -> io::Result<Option<Duration>> {
-        Ok(self.ev.write_timeout())
-    }
-
     /// Any other socket option, through socket2 (keepalive, linger, buffer sizes...).
     pub fn socket(&self) -> SockRef<'_> {
         SockRef::from(self.ev.inner())
@@ -216,39 +187,7 @@ impl TcpStream {
     /// Writes all of `buf`; if it fails part way, the error carries how much was written
     /// ([`PartialWrite`](super::PartialWrite)).
     pub fn write_all_counted(&self, buf: &[u8]) -> io::Result<()> {
-        fd::write_all(|b| self.write_once(b), buf)
-    }
-
-    fn read_once(&self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self
-            .ev
-            .io(Dir::Read, self.ev.read_timeout(), |mut s| s.read(buf))?;
-        if n > 0 && n < buf.len() {
-            self.ev.read_came_short();
-        }
-        Ok(n)
-    }
-
-    fn read_vectored_once(&self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
-        let want: usize = bufs.iter().map(|b| b.len()).sum();
-        let n = self.ev.io(Dir::Read, self.ev.read_timeout(), |mut s| {
-            s.read_vectored(bufs)
-        })?;
-        if n > 0 && n < want {
-            self.ev.read_came_short();
-        }
-        Ok(n)
-    }
-
-    fn write_once(&self, buf: &[u8]) -> io::Result<usize> {
-        self.ev
-            .io(Dir::Write, self.ev.write_timeout(), |mut s| s.write(buf))
-    }
-
-    fn write_vectored_once(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        self.ev.io(Dir::Write, self.ev.write_timeout(), |mut s| {
-            s.write_vectored(bufs)
-        })
+        fd::write_all(|b| self.ev.stream_write(b), buf)
     }
 }
 
@@ -261,33 +200,33 @@ macro_rules! stream_io {
     ($t:ty) => {
         impl Read for $t {
             fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-                self.read_once(buf)
+                self.ev.stream_read(buf)
             }
             fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
-                self.read_vectored_once(bufs)
+                self.ev.stream_read_vectored(bufs)
             }
         }
 
         impl Read for &$t {
             fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-                self.read_once(buf)
+                self.ev.stream_read(buf)
             }
             fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
-                self.read_vectored_once(bufs)
+                self.ev.stream_read_vectored(bufs)
             }
         }
 
         impl Write for $t {
             fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-                self.write_once(buf)
+                self.ev.stream_write(buf)
             }
             fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-                self.write_vectored_once(bufs)
+                self.ev.stream_write_vectored(bufs)
             }
             /// Writes all of `buf`; a failure part way carries how much was written
             /// ([`PartialWrite`](crate::net::PartialWrite)).
             fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-                crate::fd::write_all(|b| self.write_once(b), buf)
+                crate::fd::write_all(|b| self.ev.stream_write(b), buf)
             }
             fn flush(&mut self) -> io::Result<()> {
                 Ok(())
@@ -296,13 +235,13 @@ macro_rules! stream_io {
 
         impl Write for &$t {
             fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-                self.write_once(buf)
+                self.ev.stream_write(buf)
             }
             fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-                self.write_vectored_once(bufs)
+                self.ev.stream_write_vectored(bufs)
             }
             fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-                crate::fd::write_all(|b| self.write_once(b), buf)
+                crate::fd::write_all(|b| self.ev.stream_write(b), buf)
             }
             fn flush(&mut self) -> io::Result<()> {
                 Ok(())
@@ -387,6 +326,8 @@ impl fmt::Debug for TcpListener {
 pub(crate) const BACKLOG: i32 = 1024;
 
 impl TcpListener {
+    close_and_error!();
+
     /// Binds to the first of `addr`'s addresses that works, with `SO_REUSEADDR` as std does.
     pub fn bind(addr: impl ToSocketAddrs) -> io::Result<TcpListener> {
         each_addr(addr, |a| TcpListener::bind_with(&a, false))
@@ -464,12 +405,6 @@ impl TcpListener {
         self.ev.set_timeout(Dir::Read, t)
     }
 
-    /// Stops listening now: greenlets waiting in `accept` wake with
-    /// `ErrorKind::NotConnected`, as does every later accept.
-    pub fn close(&self) {
-        self.ev.close()
-    }
-
     /// Whether [`close`](Self::close) was called.
     pub fn is_closed(&self) -> bool {
         self.ev.is_closed()
@@ -483,11 +418,6 @@ impl TcpListener {
     /// `IP_TTL`.
     pub fn ttl(&self) -> io::Result<u32> {
         self.ev.inner().ttl()
-    }
-
-    /// Reads and clears the pending socket error.
-    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
-        self.ev.inner().take_error()
     }
 
     /// Any other socket option, through socket2.

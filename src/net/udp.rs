@@ -44,6 +44,9 @@ impl fmt::Debug for UdpSocket {
 }
 
 impl UdpSocket {
+    close_and_error!();
+    io_timeouts!();
+
     /// Binds to the first of `addr`'s addresses that works.
     pub fn bind(addr: impl ToSocketAddrs) -> io::Result<UdpSocket> {
         each_addr(addr, |a| UdpSocket::bind_with(&a, false))
@@ -129,26 +132,6 @@ impl UdpSocket {
         self.ev.inner().peer_addr()
     }
 
-    /// A timeout for each receive (`None`: wait forever).
-    pub fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
-        self.ev.set_timeout(Dir::Read, t)
-    }
-
-    /// A timeout for each send.
-    pub fn set_write_timeout(&self, t: Option<Duration>) -> io::Result<()> {
-        self.ev.set_timeout(Dir::Write, t)
-    }
-
-    /// The receive timeout.
-    pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
-        Ok(self.ev.read_timeout())
-    }
-
-    /// The send timeout.
-    pub fn write_timeout(&self) -> io::Result<Option<Duration>> {
-        Ok(self.ev.write_timeout())
-    }
-
     /// `SO_BROADCAST`.
     pub fn set_broadcast(&self, on: bool) -> io::Result<()> {
         self.ev.inner().set_broadcast(on)
@@ -187,16 +170,6 @@ impl UdpSocket {
     /// Leaves an IPv6 multicast group.
     pub fn leave_multicast_v6(&self, group: &Ipv6Addr, interface: u32) -> io::Result<()> {
         self.ev.inner().leave_multicast_v6(group, interface)
-    }
-
-    /// Reads and clears the pending socket error.
-    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
-        self.ev.inner().take_error()
-    }
-
-    /// Closes it now for every greenlet using it (see [`TcpStream::close`](super::TcpStream::close)).
-    pub fn close(&self) {
-        self.ev.close()
     }
 
     /// Any other socket option, through socket2.

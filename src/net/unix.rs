@@ -40,6 +40,9 @@ impl fmt::Debug for UnixStream {
 }
 
 impl UnixStream {
+    close_and_error!();
+    io_timeouts!();
+
     /// Connects to the socket at `path`. (A Unix-domain connect completes or fails at once.)
     pub fn connect(path: impl AsRef<Path>) -> io::Result<UnixStream> {
         let path = path.as_ref();
@@ -85,36 +88,6 @@ impl UnixStream {
         self.ev.inner().shutdown(how)
     }
 
-    /// Closes it now for every greenlet using it (see [`TcpStream::close`](super::TcpStream::close)).
-    pub fn close(&self) {
-        self.ev.close()
-    }
-
-    /// A timeout for each read (`None`: wait forever).
-    pub fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
-        self.ev.set_timeout(Dir::Read, t)
-    }
-
-    /// A timeout for each write.
-    pub fn set_write_timeout(&self, t: Option<Duration>) -> io::Result<()> {
-        self.ev.set_timeout(Dir::Write, t)
-    }
-
-    /// The read timeout.
-    pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
-        Ok(self.ev.read_timeout())
-    }
-
-    /// The write timeout.
-    pub fn write_timeout(&self) -> io::Result<Option<Duration>> {
-        Ok(self.ev.write_timeout())
-    }
-
-    /// Reads and clears the pending socket error.
-    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
-        self.ev.inner().take_error()
-    }
-
     /// Another handle to the same connection (a duplicated descriptor).
     pub fn try_clone(&self) -> io::Result<UnixStream> {
         UnixStream::from_std(self.ev.inner().try_clone()?)
@@ -122,40 +95,7 @@ impl UnixStream {
 
     /// Writes all of `buf`; a failure part way carries how much was written.
     pub fn write_all_counted(&self, buf: &[u8]) -> io::Result<()> {
-        fd::write_all(|b| self.write_once(b), buf)
-    }
-
-    fn read_once(&self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self
-            .ev
-            .io(Dir::Read, self.ev.read_timeout(), |mut s| s.read(buf))?;
-        if n > 0 && n < buf.len() {
-            self.ev.read_came_short();
-        }
-        Ok(n)
-    }
-
-    fn read_vectored_once(&self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
-        let want: usize = bufs.iter().map(|b| b.len()).sum();
-        let n = self.ev.io(Dir::Read, self.ev.read_timeout(), |mut s| {
-            s.read_vectored(bufs)
-        })?;
-        if n > 0 && n < want {
-            self.ev.read_came_short();
-        }
-        Ok(n)
-    }
-
-    fn write_once(&self, buf: &[u8]) -> io::Result<usize> {
-        // A stream socket's write is a send (std passes MSG_NOSIGNAL where it exists).
-        self.ev
-            .io(Dir::Write, self.ev.write_timeout(), |mut s| s.write(buf))
-    }
-
-    fn write_vectored_once(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        self.ev.io(Dir::Write, self.ev.write_timeout(), |mut s| {
-            s.write_vectored(bufs)
-        })
+        fd::write_all(|b| self.ev.stream_write(b), buf)
     }
 }
 
@@ -176,6 +116,8 @@ impl fmt::Debug for UnixListener {
 }
 
 impl UnixListener {
+    close_and_error!();
+
     /// Binds a new socket at `path` (which must not exist).
     pub fn bind(path: impl AsRef<Path>) -> io::Result<UnixListener> {
         let path = path.as_ref();
@@ -219,16 +161,6 @@ impl UnixListener {
     pub fn set_accept_timeout(&self, t: Option<Duration>) -> io::Result<()> {
         self.ev.set_timeout(Dir::Read, t)
     }
-
-    /// Stops listening now; waiting accepts wake with `ErrorKind::NotConnected`.
-    pub fn close(&self) {
-        self.ev.close()
-    }
-
-    /// Reads and clears the pending socket error.
-    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
-        self.ev.inner().take_error()
-    }
 }
 
 fd_traits!(UnixListener, std_unix::UnixListener);
@@ -247,6 +179,9 @@ impl fmt::Debug for UnixDatagram {
 }
 
 impl UnixDatagram {
+    close_and_error!();
+    io_timeouts!();
+
     /// A socket bound to `path`.
     pub fn bind(path: impl AsRef<Path>) -> io::Result<UnixDatagram> {
         let path = path.as_ref();
@@ -320,29 +255,9 @@ impl UnixDatagram {
         self.ev.inner().peer_addr()
     }
 
-    /// A timeout for each receive.
-    pub fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
-        self.ev.set_timeout(Dir::Read, t)
-    }
-
-    /// A timeout for each send.
-    pub fn set_write_timeout(&self, t: Option<Duration>) -> io::Result<()> {
-        self.ev.set_timeout(Dir::Write, t)
-    }
-
     /// Shuts down reading, writing or both.
     pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
         self.ev.inner().shutdown(how)
-    }
-
-    /// Closes it now for every greenlet using it.
-    pub fn close(&self) {
-        self.ev.close()
-    }
-
-    /// Reads and clears the pending socket error.
-    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
-        self.ev.inner().take_error()
     }
 }
 

@@ -1,7 +1,7 @@
 //! [`DatagramServer`]: a handler greenlet per UDP datagram (gevent's `DatagramServer`).
 
+use super::Handlers;
 use crate::net::{ToSocketAddrs, UdpSocket};
-use crate::pool::{Group, Pool};
 use crate::Greenlet;
 use std::cell::{Cell, RefCell};
 use std::fmt;
@@ -18,8 +18,7 @@ type DatagramHandler = dyn Fn(&[u8], SocketAddr, &UdpSocket);
 struct Inner {
     socket: UdpSocket,
     handler: Box<DatagramHandler>,
-    pool: Option<Pool>,
-    group: Group,
+    handlers: Handlers,
     recv_loop: RefCell<Option<Greenlet<io::Result<()>>>>,
     stopped: Cell<bool>,
 }
@@ -84,8 +83,7 @@ impl DatagramServer {
             inner: Rc::new(Inner {
                 socket,
                 handler,
-                pool: pool.map(Pool::new),
-                group: Group::new(),
+                handlers: Handlers::new(pool),
                 recv_loop: RefCell::new(None),
                 stopped: Cell::new(false),
             }),
@@ -146,25 +144,15 @@ impl DatagramServer {
         if let Some(g) = self.inner.recv_loop.borrow_mut().take() {
             let _ = g.join();
         }
-        let members: &Pool = match &self.inner.pool {
-            Some(p) => p,
-            None => &self.inner.group,
-        };
-        if members.join(Some(timeout)) {
-            return true;
-        }
-        members.kill(Some(Duration::from_secs(1)));
-        false
+        self.inner.handlers.stop(timeout)
     }
 }
 
 fn recv_loop(inner: &Rc<Inner>) -> io::Result<()> {
     let mut buf = vec![0u8; MAX_DATAGRAM];
     loop {
-        if let Some(p) = &inner.pool {
-            if p.is_full() && !p.wait_available(None) {
-                return Ok(());
-            }
+        if !inner.handlers.wait_room() {
+            return Ok(());
         }
         let (n, peer) = match inner.socket.recv_from(&mut buf) {
             Ok(r) => r,
@@ -174,13 +162,8 @@ fn recv_loop(inner: &Rc<Inner>) -> io::Result<()> {
         };
         let data = buf[..n].to_vec();
         let me = inner.clone();
-        let body = move || (me.handler)(&data, peer, &me.socket);
-        let r = match &inner.pool {
-            Some(p) => p.try_spawn(body).map(drop).map_err(|e| e.to_string()),
-            None => inner.group.spawn(body).map(drop).map_err(|e| e.to_string()),
-        };
-        if let Err(e) = r {
-            eprintln!("grove: datagram server could not start a handler for {peer}: {e}");
-        }
+        inner
+            .handlers
+            .spawn(peer, move || (me.handler)(&data, peer, &me.socket));
     }
 }

@@ -17,7 +17,9 @@ pub use datagram::DatagramServer;
 pub use stream::{Handler, StreamServer};
 pub use workers::{ServerBuilder, Workers};
 
+use crate::pool::{Group, Pool};
 use std::io;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 /// The most connections an accept loop takes per wake-up before it lets handlers run.
@@ -28,6 +30,68 @@ pub const BACKOFF_START: Duration = Duration::from_millis(10);
 
 /// The longest back-off.
 pub const BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// A server's handler greenlets: in a pool when their number is limited, else in a group.
+pub(crate) struct Handlers {
+    pool: Option<Pool>,
+    group: Group,
+}
+
+impl Handlers {
+    pub(crate) fn new(limit: Option<usize>) -> Handlers {
+        Handlers {
+            pool: limit.map(Pool::new),
+            group: Group::new(),
+        }
+    }
+
+    fn members(&self) -> &Pool {
+        match &self.pool {
+            Some(p) => p,
+            None => &self.group,
+        }
+    }
+
+    /// How many are running.
+    pub(crate) fn len(&self) -> usize {
+        self.members().len()
+    }
+
+    /// Whether the limit is reached (never, without a limit).
+    pub(crate) fn is_full(&self) -> bool {
+        self.pool.as_ref().is_some_and(Pool::is_full)
+    }
+
+    /// Waits for room if the limit is reached; false if there can never be any.
+    pub(crate) fn wait_room(&self) -> bool {
+        match &self.pool {
+            Some(p) if p.is_full() => p.wait_available(None),
+            _ => true,
+        }
+    }
+
+    /// Starts a handler for `peer` (room was checked); a failure is reported on stderr and
+    /// the connection, owned by `body`, is closed as it drops.
+    pub(crate) fn spawn(&self, peer: SocketAddr, body: impl FnOnce() + 'static) {
+        let r = match &self.pool {
+            Some(p) => p.try_spawn(body).map(drop).map_err(|e| e.to_string()),
+            None => self.group.spawn(body).map(drop).map_err(|e| e.to_string()),
+        };
+        if let Err(e) = r {
+            eprintln!("grove: server could not start a handler for {peer}: {e}");
+        }
+    }
+
+    /// Waits up to `timeout` for the handlers to finish, then kills the rest; returns
+    /// whether all finished on their own.
+    pub(crate) fn stop(&self, timeout: Duration) -> bool {
+        if self.members().join(Some(timeout)) {
+            return true;
+        }
+        self.members().kill(Some(Duration::from_secs(1)));
+        false
+    }
+}
 
 /// What an accept error means for the loop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,9 +1,8 @@
 //! [`StreamServer`]: accept connections and run a handler for each in its own greenlet
 //! (gevent's `StreamServer`).
 
-use super::{AcceptError, Backoff, MAX_ACCEPT};
+use super::{AcceptError, Backoff, Handlers, MAX_ACCEPT};
 use crate::net::{TcpListener, TcpStream, ToSocketAddrs};
-use crate::pool::{Group, Pool};
 use crate::{Greenlet, GreenletError};
 use std::cell::{Cell, RefCell};
 use std::fmt;
@@ -18,10 +17,7 @@ pub type Handler = dyn Fn(TcpStream, SocketAddr);
 struct Inner {
     listener: TcpListener,
     handler: Box<Handler>,
-    /// Limits concurrent handlers (`None`: any number).
-    pool: Option<Pool>,
-    /// Every handler greenlet, when there is no pool (the pool tracks its own members).
-    group: Group,
+    handlers: Handlers,
     max_accept: usize,
     accept_loop: RefCell<Option<Greenlet<io::Result<()>>>>,
     stopped: Cell<bool>,
@@ -71,7 +67,7 @@ impl fmt::Debug for StreamServer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StreamServer")
             .field("addr", &self.local_addr().ok())
-            .field("handlers", &self.inner.group.len())
+            .field("handlers", &self.inner.handlers.len())
             .field("stopped", &self.inner.stopped.get())
             .finish()
     }
@@ -104,8 +100,7 @@ impl StreamServer {
             inner: Rc::new(Inner {
                 listener,
                 handler,
-                pool: pool.map(Pool::new),
-                group: Group::new(),
+                handlers: Handlers::new(pool),
                 max_accept: max_accept.max(1),
                 accept_loop: RefCell::new(None),
                 stopped: Cell::new(false),
@@ -129,10 +124,7 @@ impl StreamServer {
 
     /// How many handlers are running.
     pub fn handlers(&self) -> usize {
-        match &self.inner.pool {
-            Some(p) => p.len(),
-            None => self.inner.group.len(),
-        }
+        self.inner.handlers.len()
     }
 
     /// Whether [`stop`](Self::stop) was called.
@@ -185,15 +177,7 @@ impl StreamServer {
         if let Some(g) = g {
             let _ = g.join();
         }
-        let members: &Pool = match &self.inner.pool {
-            Some(p) => p,
-            None => &self.inner.group,
-        };
-        if members.join(Some(timeout)) {
-            return true;
-        }
-        members.kill(Some(Duration::from_secs(1)));
-        false
+        self.inner.handlers.stop(timeout)
     }
 }
 
@@ -201,15 +185,13 @@ impl StreamServer {
 fn accept_loop(inner: &Rc<Inner>) -> io::Result<()> {
     let mut backoff = Backoff::new();
     loop {
-        if let Some(p) = &inner.pool {
-            if p.is_full() && !p.wait_available(None) {
-                return Ok(());
-            }
+        if !inner.handlers.wait_room() {
+            return Ok(());
         }
         let mut accepted = 0;
         let mut must_wait = false;
         while accepted < inner.max_accept {
-            if inner.pool.as_ref().is_some_and(Pool::is_full) {
+            if inner.handlers.is_full() {
                 break;
             }
             match inner.listener.try_accept() {
@@ -255,13 +237,5 @@ fn accept_loop(inner: &Rc<Inner>) -> io::Result<()> {
 
 fn spawn_handler(inner: &Rc<Inner>, conn: TcpStream, peer: SocketAddr) {
     let me = inner.clone();
-    let body = move || (me.handler)(conn, peer);
-    let r = match &inner.pool {
-        Some(p) => p.try_spawn(body).map(drop).map_err(|e| e.to_string()),
-        None => inner.group.spawn(body).map(drop).map_err(|e| e.to_string()),
-    };
-    if let Err(e) = r {
-        // The connection (moved into the closure) is closed as the closure drops.
-        eprintln!("grove: server could not start a handler for {peer}: {e}");
-    }
+    inner.handlers.spawn(peer, move || (me.handler)(conn, peer));
 }
