@@ -15,6 +15,7 @@
 //! | scheduled greenlets: [`spawn`], [`Greenlet::join`], [`Greenlet::kill`], [`sleep`], [`yield_now`], [`timeout`] | crate root | `std` |
 //! | waiting on several things: [`wait_any`], [`iwait`], [`Event`] | [`wait`] | `std` |
 //! | introspection: [`debug::run_info`], the blocking monitor | [`debug`], [`hub::monitor`] | `std` |
+//! | the HTTP/1.1 protocol core (sans-I/O): request parsing, the connection state machine, response writing | [`http`] | `std` |
 //!
 //! Above the hub, gevent's greenlet API: [`spawn`], [`spawn_later`], [`Greenlet::join`],
 //! [`Greenlet::kill`], links, [`joinall`], [`killall`], [`wait_any`]/[`iwait`] over anything
@@ -63,6 +64,8 @@ pub mod debug;
 mod event;
 #[cfg(feature = "std")]
 pub mod greenlet;
+#[cfg(feature = "std")]
+pub mod http;
 #[cfg(feature = "std")]
 pub mod hub;
 #[cfg(feature = "std")]
