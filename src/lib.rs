@@ -17,6 +17,7 @@
 //! | introspection: [`debug::run_info`], the blocking monitor | [`debug`], [`hub::monitor`] | `std` |
 //! | synchronisation: [`Event`], [`AsyncResult`], [`Semaphore`], [`Lock`], [`RLock`], [`Queue`], [`Channel`], cross-thread [`sync::mpsc`] | [`sync`] | `std` |
 //! | groups of greenlets: [`pool::Pool`], [`pool::Group`], `map`/`imap`/`imap_unordered` | [`pool`] | `std` |
+//! | the HTTP/1.1 protocol core (sans-I/O): request parsing, the connection state machine, response writing | [`http`] | `std` |
 //!
 //! Above the hub, gevent's greenlet API: [`spawn`], [`spawn_later`], [`Greenlet::join`],
 //! [`Greenlet::kill`], links, [`joinall`], [`killall`], [`wait_any`]/[`iwait`] over anything
@@ -67,6 +68,8 @@ mod fd;
 pub mod fs;
 #[cfg(feature = "std")]
 pub mod greenlet;
+#[cfg(feature = "std")]
+pub mod http;
 #[cfg(feature = "std")]
 pub mod hub;
 #[cfg(feature = "std")]

@@ -1,0 +1,1304 @@
+//! Parsing a request head: the request line and the header section, up to and including the
+//! empty line that ends them, into a [`Head`] with the body framing already decided.
+//!
+//! Two passes. [`HeadScanner`] walks the bytes once, resumably (a connection feeds it more
+//! bytes as they arrive and it never looks at a byte twice), finds where the head ends and
+//! enforces the line rules and the limits as early as it can: bare LF, bare CR, obs-fold,
+//! whitespace before a colon, the request-line, header-byte and header-count limits, the
+//! request line's shape and version. When the head is complete, [`httparse`] tokenises it
+//! (checking every byte of the names and values) and the fields go into an [`http::HeaderMap`];
+//! then the framing rules below turn the fields into a [`BodyKind`], a keep-alive decision and
+//! whether the client waits for `100 Continue`.
+//!
+//! # What httparse accepts that we do not
+//!
+//! httparse (1.10, default config, which is strict about obs-fold and spaces before colons in
+//! requests) still accepts a bare LF as a line ending everywhere, and bare LF empty lines before
+//! the request line. The scanner rejects every LF not preceded by CR ([`HttpError::BareLf`])
+//! before httparse sees the bytes. It also names the errors httparse only reports as "invalid
+//! header name" ([`HttpError::ObsFold`], [`HttpError::SpaceBeforeColon`]) and tells an unknown
+//! version (505) from a malformed one (400).
+//!
+//! # Framing (RFC 9112 6, smuggling-proof)
+//!
+//! - `Transfer-Encoding` in HTTP/1.0: 400 ([`HttpError::TransferEncodingInHttp10`]).
+//! - `Transfer-Encoding` and `Content-Length` together: 400.
+//! - `Transfer-Encoding` (all its fields, as one list, empty members skipped): the last coding
+//!   must be `chunked` (any case, no parameters), else 400 ([`HttpError::ChunkedNotFinal`]:
+//!   `identity`, `gzip`, `chunked, gzip`); `chunked` twice is 400; codings before the final
+//!   `chunked` (`gzip, chunked`) are 501 ([`HttpError::UnsupportedTransferCoding`]), since the
+//!   server decodes none; a member that is not a token, or no member at all, is 400.
+//! - `Content-Length`: every member of every field is `1*DIGIT` fitting a u64 (no sign,
+//!   underscore, hex, inner whitespace, empty member); all equal as numbers (so `5, 5` and two
+//!   `5` fields are one length), else 400; above [`Limits::max_body`] is 413 before any body is
+//!   read.
+//! - Neither: no body ([`BodyKind::None`]); requests are never close-delimited.
+//!
+//! Keep-alive: HTTP/1.1 unless `Connection` has `close`; HTTP/1.0 only when `Connection` has
+//! `keep-alive` (and not `close`). `Expect`: `100-continue` (any case) sets
+//! [`Head::expect_continue`] for HTTP/1.1 (RFC 9110 10.1.1: ignored in 1.0); any other
+//! expectation is 417. HTTP/1.1 requires exactly one `Host`; HTTP/1.0 at most one.
+#![forbid(unsafe_code)]
+
+use super::{is_tchar, list_members, trim_ows, HttpError, Limits};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Uri, Version};
+
+/// How the request body is framed, decided from the head alone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BodyKind {
+    /// No body: neither `Content-Length` nor `Transfer-Encoding`.
+    None,
+    /// Exactly this many bytes follow the head (`Content-Length`; may be 0).
+    Length(u64),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+}
+
+/// A parsed request head: what the handler sees, plus the framing decisions the connection
+/// and the response writer need.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Head {
+    /// The request method.
+    pub method: Method,
+    /// The request target: origin-form (`/path?q`), absolute-form, authority-form (CONNECT)
+    /// or `*` (OPTIONS).
+    pub target: Uri,
+    /// [`Version::HTTP_10`] or [`Version::HTTP_11`].
+    pub version: Version,
+    /// The header fields, names lowercased, repeated fields kept in order. Values have their
+    /// leading and trailing whitespace removed.
+    pub headers: HeaderMap,
+    /// The body framing.
+    pub body: BodyKind,
+    /// Whether the client asked for the connection to stay open after this request.
+    pub keep_alive: bool,
+    /// Whether the client sent `Expect: 100-continue` (HTTP/1.1): it may wait for
+    /// `100 Continue` before sending the body.
+    pub expect_continue: bool,
+}
+
+impl Head {
+    /// The head as an [`http::Request`] with `body` (method, target, version and headers; the
+    /// framing fields are the server's business and are dropped).
+    pub fn into_request<B>(self, body: B) -> http::Request<B> {
+        let mut req = http::Request::new(body);
+        *req.method_mut() = self.method;
+        *req.uri_mut() = self.target;
+        *req.version_mut() = self.version;
+        *req.headers_mut() = self.headers;
+        req
+    }
+}
+
+/// Parse a request head from the start of `buf`.
+///
+/// `Ok(None)`: the head is not complete yet (and nothing seen so far is wrong or over a
+/// limit): call again with more bytes. `Ok(Some((head, n)))`: the head took `buf[..n]`; the
+/// body, if any, starts at `buf[n]`. `Err`: the request is refused with
+/// [`HttpError::status`]. Each call scans from the start; a connection that receives a head in
+/// pieces keeps a [`HeadScanner`] instead, which never rescans.
+pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<(Head, usize)>, HttpError> {
+    let mut scanner = HeadScanner::new();
+    match scanner.scan(buf, limits)? {
+        None => Ok(None),
+        Some(n) => Ok(Some((scanner.finish(&buf[..n], limits)?, n))),
+    }
+}
+
+/// Finds the end of a request head, resumably, enforcing the line rules and the limits on
+/// the way.
+///
+/// Give [`scan`](HeadScanner::scan) a buffer that starts at the head and grows between calls
+/// (the same bytes, more at the end): each call looks only at the new bytes. When it returns
+/// `Some(n)`, [`finish`](HeadScanner::finish) with `&buf[..n]` builds the [`Head`]. For the
+/// next head, start a new scanner (or [`reset`](HeadScanner::reset) this one).
+#[derive(Clone, Debug, Default)]
+pub struct HeadScanner {
+    /// The next byte to look at.
+    pos: usize,
+    /// Where the current line starts.
+    line_start: usize,
+    /// Where the header section starts, once the request line is over.
+    header_start: Option<usize>,
+    /// Spaces seen in the request line so far.
+    spaces: usize,
+    /// In a field line: the colon was seen.
+    colon: bool,
+    /// In a field line, before the colon: whitespace was seen after the name.
+    name_ws: bool,
+    /// Field lines seen.
+    fields: usize,
+    /// The head ended here (`scan` returned it).
+    end: Option<usize>,
+}
+
+impl HeadScanner {
+    /// A scanner at the start of a head.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Start over, for the next head.
+    pub fn reset(&mut self) {
+        *self = Self::default();
+    }
+
+    /// How many bytes of the head have been looked at.
+    pub fn scanned(&self) -> usize {
+        self.pos
+    }
+
+    /// Look at the bytes of `buf` not seen before. `Ok(Some(n))` when the head is complete and
+    /// takes `buf[..n]`; `Ok(None)` when more bytes are needed. The same `buf` (grown) must be
+    /// passed each time; after `Some` or `Err`, later calls repeat the answer's position or
+    /// scan nothing new.
+    pub fn scan(&mut self, buf: &[u8], limits: &Limits) -> Result<Option<usize>, HttpError> {
+        if let Some(end) = self.end {
+            return Ok(Some(end));
+        }
+        while self.pos < buf.len() {
+            let i = self.pos;
+            let b = buf[i];
+            let prev = if i > 0 { Some(buf[i - 1]) } else { None };
+            if prev == Some(b'\r') && b != b'\n' {
+                return Err(HttpError::BareCr);
+            }
+            if let Some(hs) = self.header_start {
+                if i + 1 - hs > limits.max_header_bytes {
+                    return Err(HttpError::HeadersTooLarge);
+                }
+            }
+            match b {
+                b'\n' => {
+                    if prev != Some(b'\r') {
+                        return Err(HttpError::BareLf);
+                    }
+                    let line = &buf[self.line_start..i - 1];
+                    match self.header_start {
+                        None if line.is_empty() => {
+                            // An empty line before the request line (RFC 9112 2.2: ignore
+                            // at least one). They count against the request-line limit.
+                            if i + 1 > limits.max_request_line {
+                                return Err(HttpError::BadRequestLine);
+                            }
+                        }
+                        None => {
+                            check_request_line(line)?;
+                            self.header_start = Some(i + 1);
+                        }
+                        Some(_) if line.is_empty() => {
+                            self.pos = i + 1;
+                            self.end = Some(i + 1);
+                            return Ok(Some(i + 1));
+                        }
+                        Some(_) => {
+                            if !self.colon {
+                                return Err(HttpError::BadHeaderName);
+                            }
+                        }
+                    }
+                    self.line_start = i + 1;
+                    self.colon = false;
+                    self.name_ws = false;
+                    self.spaces = 0;
+                }
+                b'\r' => {}
+                _ if self.header_start.is_none() => {
+                    if i >= limits.max_request_line {
+                        return Err(if self.spaces >= 1 {
+                            HttpError::TargetTooLong
+                        } else {
+                            HttpError::BadRequestLine
+                        });
+                    }
+                    if b == b' ' {
+                        self.spaces += 1;
+                    } else if self.spaces == 0 && !is_tchar(b) {
+                        // Not a method: fail at once (a TLS hello, a stray binary).
+                        return Err(HttpError::BadRequestLine);
+                    }
+                }
+                _ => {
+                    if i == self.line_start {
+                        if b == b' ' || b == b'\t' {
+                            return Err(HttpError::ObsFold);
+                        }
+                        self.fields += 1;
+                        if self.fields > limits.max_headers {
+                            return Err(HttpError::TooManyHeaders);
+                        }
+                    }
+                    if !self.colon {
+                        match b {
+                            b':' if i == self.line_start => return Err(HttpError::BadHeaderName),
+                            b':' if self.name_ws => return Err(HttpError::SpaceBeforeColon),
+                            b':' => self.colon = true,
+                            b' ' | b'\t' => self.name_ws = true,
+                            _ if self.name_ws || !is_tchar(b) => {
+                                return Err(HttpError::BadHeaderName)
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+            }
+            self.pos += 1;
+        }
+        Ok(None)
+    }
+
+    /// Build the [`Head`] from the complete head `scan` found (`head` is `&buf[..n]`).
+    pub fn finish(&self, head: &[u8], limits: &Limits) -> Result<Head, HttpError> {
+        parse_complete(head, self.fields, limits)
+    }
+}
+
+/// The request line's shape: `method SP target SP HTTP/d.d`, single spaces, a token method,
+/// a target of visible bytes, version 1.0 or 1.1 (another `HTTP/d.d` is 505).
+fn check_request_line(line: &[u8]) -> Result<(), HttpError> {
+    let mut parts = line.split(|&b| b == b' ');
+    let (Some(method), Some(target), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(HttpError::BadRequestLine);
+    };
+    if method.is_empty() || !method.iter().all(|&b| is_tchar(b)) {
+        return Err(HttpError::BadRequestLine);
+    }
+    if target.is_empty() || !target.iter().all(|&b| b > b' ' && b != 0x7f) {
+        return Err(HttpError::BadRequestLine);
+    }
+    match version {
+        b"HTTP/1.1" | b"HTTP/1.0" => Ok(()),
+        [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
+            if major.is_ascii_digit() && minor.is_ascii_digit() =>
+        {
+            Err(HttpError::UnsupportedVersion)
+        }
+        _ => Err(HttpError::BadRequestLine),
+    }
+}
+
+fn parse_complete(buf: &[u8], fields: usize, limits: &Limits) -> Result<Head, HttpError> {
+    let mut slots = vec![httparse::EMPTY_HEADER; fields];
+    let mut req = httparse::Request::new(&mut slots);
+    match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) if n == buf.len() => {}
+        Ok(_) => return Err(HttpError::BadRequestLine),
+        Err(e) => {
+            return Err(match e {
+                httparse::Error::HeaderName => HttpError::BadHeaderName,
+                httparse::Error::HeaderValue => HttpError::BadHeaderValue,
+                httparse::Error::TooManyHeaders => HttpError::TooManyHeaders,
+                _ => HttpError::BadRequestLine,
+            })
+        }
+    }
+    let version = match req.version {
+        Some(0) => Version::HTTP_10,
+        Some(1) => Version::HTTP_11,
+        _ => return Err(HttpError::UnsupportedVersion),
+    };
+    let method = req
+        .method
+        .and_then(|m| Method::from_bytes(m.as_bytes()).ok())
+        .ok_or(HttpError::BadRequestLine)?;
+    let target = parse_target(&method, req.path.unwrap_or(""))?;
+
+    let mut headers =
+        HeaderMap::try_with_capacity(req.headers.len()).map_err(|_| HttpError::TooManyHeaders)?;
+    for h in req.headers.iter() {
+        let name =
+            HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| HttpError::BadHeaderName)?;
+        let value = HeaderValue::from_bytes(h.value).map_err(|_| HttpError::BadHeaderValue)?;
+        headers
+            .try_append(name, value)
+            .map_err(|_| HttpError::TooManyHeaders)?;
+    }
+
+    match headers.get_all(header::HOST).iter().count() {
+        0 if version == Version::HTTP_11 => return Err(HttpError::MissingHost),
+        0 | 1 => {}
+        _ => return Err(HttpError::DuplicateHost),
+    }
+    let body = body_kind(version, &headers, limits)?;
+    let keep_alive = keep_alive(version, &headers);
+    let expect_continue = expect_continue(&headers)? && version == Version::HTTP_11;
+    Ok(Head {
+        method,
+        target,
+        version,
+        headers,
+        body,
+        keep_alive,
+        expect_continue,
+    })
+}
+
+/// The four request-target forms of RFC 9112 3.2, each only where it belongs.
+fn parse_target(method: &Method, raw: &str) -> Result<Uri, HttpError> {
+    if raw.contains('#') {
+        // No form has a fragment; `Uri` would drop it silently.
+        return Err(HttpError::BadTarget);
+    }
+    let uri: Uri = raw.parse().map_err(|_| HttpError::BadTarget)?;
+    let ok = if raw.starts_with('/') {
+        // origin-form
+        *method != Method::CONNECT && uri.scheme().is_none() && uri.authority().is_none()
+    } else if raw == "*" {
+        *method == Method::OPTIONS
+    } else if *method == Method::CONNECT {
+        // authority-form: host:port and nothing else
+        uri.scheme().is_none()
+            && uri.authority().is_some_and(|a| a.port().is_some())
+            && uri.path_and_query().is_none_or(|p| p.as_str().is_empty())
+    } else {
+        // absolute-form
+        uri.scheme().is_some() && uri.authority().is_some()
+    };
+    if ok {
+        Ok(uri)
+    } else {
+        Err(HttpError::BadTarget)
+    }
+}
+
+fn body_kind(
+    version: Version,
+    headers: &HeaderMap,
+    limits: &Limits,
+) -> Result<BodyKind, HttpError> {
+    let has_te = headers.contains_key(header::TRANSFER_ENCODING);
+    let has_cl = headers.contains_key(header::CONTENT_LENGTH);
+    if has_te && version == Version::HTTP_10 {
+        return Err(HttpError::TransferEncodingInHttp10);
+    }
+    if has_te && has_cl {
+        return Err(HttpError::ContentLengthWithTransferEncoding);
+    }
+    if has_te {
+        return transfer_encoding(headers).map(|()| BodyKind::Chunked);
+    }
+    if has_cl {
+        let n = content_length(headers)?;
+        if n > limits.max_body {
+            return Err(HttpError::BodyTooLarge);
+        }
+        return Ok(BodyKind::Length(n));
+    }
+    Ok(BodyKind::None)
+}
+
+/// `Ok` when the codings end in a single `chunked` with nothing before it.
+fn transfer_encoding(headers: &HeaderMap) -> Result<(), HttpError> {
+    let mut codings = 0usize;
+    let mut chunked_at = None;
+    let mut last_is_chunked = false;
+    for value in headers.get_all(header::TRANSFER_ENCODING) {
+        for member in list_members(value.as_bytes()) {
+            let (name, params) = match member.iter().position(|&b| b == b';') {
+                Some(p) => (trim_ows(&member[..p]), true),
+                None => (member, false),
+            };
+            if name.is_empty() || !name.iter().all(|&b| is_tchar(b)) {
+                return Err(HttpError::BadTransferEncoding);
+            }
+            last_is_chunked = name.eq_ignore_ascii_case(b"chunked");
+            if last_is_chunked {
+                if params {
+                    return Err(HttpError::BadTransferEncoding);
+                }
+                if chunked_at.is_some() {
+                    return Err(HttpError::ChunkedTwice);
+                }
+                chunked_at = Some(codings);
+            }
+            codings += 1;
+        }
+    }
+    if codings == 0 {
+        return Err(HttpError::BadTransferEncoding);
+    }
+    if !last_is_chunked {
+        return Err(HttpError::ChunkedNotFinal);
+    }
+    if codings > 1 {
+        return Err(HttpError::UnsupportedTransferCoding);
+    }
+    Ok(())
+}
+
+/// The one length all `Content-Length` members agree on.
+fn content_length(headers: &HeaderMap) -> Result<u64, HttpError> {
+    let mut length = None;
+    for value in headers.get_all(header::CONTENT_LENGTH) {
+        for member in value.as_bytes().split(|&b| b == b',') {
+            let n = parse_decimal(trim_ows(member)).ok_or(HttpError::InvalidContentLength)?;
+            match length {
+                Some(l) if l != n => return Err(HttpError::ConflictingContentLength),
+                _ => length = Some(n),
+            }
+        }
+    }
+    length.ok_or(HttpError::InvalidContentLength)
+}
+
+/// `1*DIGIT` as a u64; `None` when empty, not all digits, or too large.
+pub(crate) fn parse_decimal(s: &[u8]) -> Option<u64> {
+    if s.is_empty() {
+        return None;
+    }
+    s.iter().try_fold(0u64, |n, &b| {
+        if b.is_ascii_digit() {
+            n.checked_mul(10)?.checked_add(u64::from(b - b'0'))
+        } else {
+            None
+        }
+    })
+}
+
+/// Whether a list field (`Connection`) has `token`, any case.
+fn has_token(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
+    headers
+        .get_all(name)
+        .iter()
+        .any(|v| list_members(v.as_bytes()).any(|m| m.eq_ignore_ascii_case(token.as_bytes())))
+}
+
+fn keep_alive(version: Version, headers: &HeaderMap) -> bool {
+    let close = has_token(headers, header::CONNECTION, "close");
+    if version == Version::HTTP_11 {
+        !close
+    } else {
+        !close && has_token(headers, header::CONNECTION, "keep-alive")
+    }
+}
+
+/// `Ok(true)` for `Expect: 100-continue`, `Ok(false)` without `Expect`, 417 for anything else.
+fn expect_continue(headers: &HeaderMap) -> Result<bool, HttpError> {
+    let mut found = false;
+    for value in headers.get_all(header::EXPECT) {
+        for member in value.as_bytes().split(|&b| b == b',') {
+            if !trim_ows(member).eq_ignore_ascii_case(b"100-continue") {
+                return Err(HttpError::UnsupportedExpectation);
+            }
+            found = true;
+        }
+    }
+    Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(buf: &[u8]) -> Result<Head, HttpError> {
+        parse_with(buf, &Limits::default())
+    }
+
+    fn parse_with(buf: &[u8], limits: &Limits) -> Result<Head, HttpError> {
+        match parse_head(buf, limits)? {
+            Some((head, n)) => {
+                assert_eq!(n, buf.len(), "the head is the whole buffer");
+                Ok(head)
+            }
+            None => panic!("incomplete: {:?}", String::from_utf8_lossy(buf)),
+        }
+    }
+
+    fn err(buf: &[u8]) -> HttpError {
+        match parse_head(buf, &Limits::default()) {
+            Err(e) => e,
+            Ok(r) => panic!("accepted {:?}: {r:?}", String::from_utf8_lossy(buf)),
+        }
+    }
+
+    /// A head with `fields` (each `name: value\r\n`) after `GET / HTTP/1.1` and a Host.
+    fn with_fields(fields: &str) -> Vec<u8> {
+        format!("POST / HTTP/1.1\r\nHost: x\r\n{fields}\r\n").into_bytes()
+    }
+
+    fn body_of(fields: &str) -> Result<BodyKind, HttpError> {
+        parse(&with_fields(fields)).map(|h| h.body)
+    }
+
+    // ---- the happy paths
+
+    #[test]
+    fn simple_get() {
+        let h =
+            parse(b"GET /a?b=c HTTP/1.1\r\nHost: example.com\r\nX-A: 1\r\nx-a: 2\r\n\r\n").unwrap();
+        assert_eq!(h.method, Method::GET);
+        assert_eq!(h.target, "/a?b=c");
+        assert_eq!(h.version, Version::HTTP_11);
+        assert_eq!(h.headers["host"], "example.com");
+        let xa: Vec<_> = h.headers.get_all("x-a").iter().collect();
+        assert_eq!(xa, ["1", "2"]);
+        assert_eq!(h.body, BodyKind::None);
+        assert!(h.keep_alive);
+        assert!(!h.expect_continue);
+        let req = h.into_request(());
+        assert_eq!(req.uri().path(), "/a");
+        assert_eq!(req.headers().len(), 3);
+    }
+
+    #[test]
+    fn consumed_stops_at_the_end_of_the_head() {
+        let buf = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabcGET";
+        let (h, n) = parse_head(buf, &Limits::default()).unwrap().unwrap();
+        assert_eq!(&buf[n..], b"abcGET");
+        assert_eq!(h.body, BodyKind::Length(3));
+    }
+
+    #[test]
+    fn every_proper_prefix_is_incomplete() {
+        let buf = b"\r\nPOST /x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
+        for i in 0..buf.len() {
+            assert_eq!(
+                parse_head(&buf[..i], &Limits::default()),
+                Ok(None),
+                "prefix {i}"
+            );
+        }
+        assert_eq!(parse(buf).unwrap().body, BodyKind::Chunked);
+    }
+
+    #[test]
+    fn scanner_resumes_without_rescanning() {
+        let buf = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+        let mut s = HeadScanner::new();
+        for i in 0..buf.len() {
+            assert_eq!(s.scan(&buf[..i], &Limits::default()), Ok(None));
+            assert_eq!(s.scanned(), i);
+        }
+        assert_eq!(s.scan(buf, &Limits::default()), Ok(Some(buf.len())));
+        assert_eq!(
+            s.finish(buf, &Limits::default()).unwrap().method,
+            Method::GET
+        );
+    }
+
+    #[test]
+    fn leading_empty_lines_are_ignored() {
+        assert!(parse(b"\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n").is_ok());
+    }
+
+    #[test]
+    fn header_values_are_trimmed_and_may_be_empty_or_obs_text() {
+        let h = parse(&with_fields("A:  x y \t\r\nB:\r\nC: caf\u{e9}\r\n")).unwrap();
+        assert_eq!(h.headers["a"], "x y");
+        assert_eq!(h.headers["b"], "");
+        assert_eq!(h.headers["c"].as_bytes(), "café".as_bytes());
+    }
+
+    #[test]
+    fn target_forms() {
+        let ok = |line: &str| parse(format!("{line}\r\nHost: x\r\n\r\n").as_bytes());
+        assert_eq!(
+            ok("GET http://example.com/p?q HTTP/1.1")
+                .unwrap()
+                .target
+                .path(),
+            "/p"
+        );
+        assert_eq!(ok("OPTIONS * HTTP/1.1").unwrap().target, "*");
+        assert_eq!(
+            ok("CONNECT example.com:443 HTTP/1.1").unwrap().target,
+            "example.com:443"
+        );
+        assert_eq!(ok("GET * HTTP/1.1"), Err(HttpError::BadTarget));
+        assert_eq!(ok("CONNECT / HTTP/1.1"), Err(HttpError::BadTarget));
+        assert_eq!(
+            ok("CONNECT example.com HTTP/1.1"),
+            Err(HttpError::BadTarget)
+        );
+        assert_eq!(ok("GET example.com:80 HTTP/1.1"), Err(HttpError::BadTarget));
+        assert_eq!(ok("GET foo HTTP/1.1"), Err(HttpError::BadTarget));
+        assert_eq!(ok("GET //x HTTP/1.1").unwrap().target, "//x");
+        assert_eq!(ok("GET /a#frag HTTP/1.1"), Err(HttpError::BadTarget));
+        assert_eq!(ok("GET /a?q=\"x\" HTTP/1.1"), Err(HttpError::BadTarget));
+    }
+
+    // ---- keep-alive and Expect
+
+    #[test]
+    fn http11_is_keep_alive_unless_connection_close() {
+        assert!(parse(&with_fields("")).unwrap().keep_alive);
+        assert!(
+            !parse(&with_fields("Connection: close\r\n"))
+                .unwrap()
+                .keep_alive
+        );
+        assert!(
+            !parse(&with_fields("Connection: Upgrade, CLOSE\r\n"))
+                .unwrap()
+                .keep_alive
+        );
+        assert!(
+            !parse(&with_fields("Connection: foo\r\nConnection: close\r\n"))
+                .unwrap()
+                .keep_alive
+        );
+        assert!(
+            parse(&with_fields("Connection: closed\r\n"))
+                .unwrap()
+                .keep_alive
+        );
+    }
+
+    #[test]
+    fn http10_is_close_unless_connection_keep_alive() {
+        assert!(!parse(b"GET / HTTP/1.0\r\n\r\n").unwrap().keep_alive);
+        assert!(
+            parse(b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n")
+                .unwrap()
+                .keep_alive
+        );
+        let both = b"GET / HTTP/1.0\r\nConnection: keep-alive, close\r\n\r\n";
+        assert!(!parse(both).unwrap().keep_alive);
+    }
+
+    #[test]
+    fn expect_100_continue_is_recognised_in_any_case() {
+        assert!(
+            parse(&with_fields("Expect: 100-continue\r\n"))
+                .unwrap()
+                .expect_continue
+        );
+        assert!(
+            parse(&with_fields("Expect: 100-Continue\r\n"))
+                .unwrap()
+                .expect_continue
+        );
+    }
+
+    #[test]
+    fn expect_100_continue_is_ignored_in_http10() {
+        let h = parse(b"POST / HTTP/1.0\r\nExpect: 100-continue\r\n\r\n").unwrap();
+        assert!(!h.expect_continue);
+    }
+
+    #[test]
+    fn other_expectations_are_417() {
+        assert_eq!(
+            body_of("Expect: 200-ok\r\n"),
+            Err(HttpError::UnsupportedExpectation)
+        );
+        assert_eq!(
+            body_of("Expect: 100-continue, x\r\n"),
+            Err(HttpError::UnsupportedExpectation)
+        );
+        assert_eq!(
+            body_of("Expect:\r\n"),
+            Err(HttpError::UnsupportedExpectation)
+        );
+        assert_eq!(err(&with_fields("Expect: x\r\n")).status(), 417);
+    }
+
+    // ---- the request line
+
+    #[test]
+    fn unsupported_versions_are_505() {
+        assert_eq!(
+            err(b"GET / HTTP/2.0\r\n\r\n"),
+            HttpError::UnsupportedVersion
+        );
+        assert_eq!(
+            err(b"GET / HTTP/1.2\r\n\r\n"),
+            HttpError::UnsupportedVersion
+        );
+        assert_eq!(
+            err(b"GET / HTTP/0.9\r\n\r\n"),
+            HttpError::UnsupportedVersion
+        );
+        assert_eq!(err(b"GET / HTTP/0.9\r\n\r\n").status(), 505);
+    }
+
+    #[test]
+    fn unsupported_version_is_refused_before_the_headers_arrive() {
+        assert_eq!(
+            parse_head(b"GET / HTTP/3.0\r\nHo", &Limits::default()),
+            Err(HttpError::UnsupportedVersion)
+        );
+    }
+
+    #[test]
+    fn malformed_versions_are_400() {
+        for line in [
+            "GET / HTTP/1.10",
+            "GET / http/1.1",
+            "GET / HTTP/1",
+            "GET / HTTP/11",
+            "GET /",
+            "GET / HTTP/1.1 ",
+            "GET / HTTP/1.1 x",
+        ] {
+            let buf = format!("{line}\r\nHost: x\r\n\r\n");
+            assert_eq!(err(buf.as_bytes()), HttpError::BadRequestLine, "{line}");
+        }
+    }
+
+    #[test]
+    fn malformed_request_lines_are_400() {
+        for line in [
+            &b"GET  / HTTP/1.1"[..],
+            b" GET / HTTP/1.1",
+            b"GET\t/ HTTP/1.1",
+            b"GET /\tx HTTP/1.1",
+            b"G(T / HTTP/1.1",
+            b"GET /\x7f HTTP/1.1",
+            b"GET /\x00 HTTP/1.1",
+            b"\x16\x03\x01\x02\x00",
+        ] {
+            let mut buf = line.to_vec();
+            buf.extend_from_slice(b"\r\nHost: x\r\n\r\n");
+            assert_eq!(
+                err(&buf),
+                HttpError::BadRequestLine,
+                "{:?}",
+                String::from_utf8_lossy(line)
+            );
+        }
+    }
+
+    #[test]
+    fn a_non_token_method_fails_at_its_first_byte() {
+        assert_eq!(
+            parse_head(b"\x16", &Limits::default()),
+            Err(HttpError::BadRequestLine)
+        );
+    }
+
+    #[test]
+    fn target_too_long_is_414() {
+        let limits = Limits {
+            max_request_line: 64,
+            ..Limits::default()
+        };
+        let fits = format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(64 - 14));
+        assert!(parse_with(fits.as_bytes(), &limits).is_ok());
+        let long = format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(64 - 13));
+        assert_eq!(
+            parse_with(long.as_bytes(), &limits),
+            Err(HttpError::TargetTooLong)
+        );
+        // Refused before the line ends.
+        let partial = format!("GET /{}", "a".repeat(70));
+        assert_eq!(
+            parse_head(partial.as_bytes(), &limits),
+            Err(HttpError::TargetTooLong)
+        );
+        assert_eq!(HttpError::TargetTooLong.status(), 414);
+    }
+
+    #[test]
+    fn default_request_line_limit_is_8k() {
+        let long = format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(8 * 1024));
+        assert_eq!(err(long.as_bytes()), HttpError::TargetTooLong);
+        let fits = format!(
+            "GET /{} HTTP/1.1\r\nHost: x\r\n\r\n",
+            "a".repeat(8 * 1024 - 14)
+        );
+        assert!(parse(fits.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn method_too_long_is_400() {
+        let partial = "A".repeat(9000);
+        assert_eq!(err(partial.as_bytes()), HttpError::BadRequestLine);
+    }
+
+    #[test]
+    fn too_many_empty_lines_before_the_request_line_are_400() {
+        let limits = Limits {
+            max_request_line: 16,
+            ..Limits::default()
+        };
+        assert_eq!(
+            parse_head(&b"\r\n".repeat(9), &limits),
+            Err(HttpError::BadRequestLine)
+        );
+    }
+
+    // ---- header limits
+
+    #[test]
+    fn header_section_too_large_is_431() {
+        let limits = Limits {
+            max_header_bytes: 32,
+            ..Limits::default()
+        };
+        // "Host: x\r\n" (9) + "A: " + 18 + "\r\n" (23) = 32, then the final CRLF is over.
+        let over = format!("GET / HTTP/1.1\r\nHost: x\r\nA: {}\r\n\r\n", "a".repeat(18));
+        assert_eq!(
+            parse_with(over.as_bytes(), &limits),
+            Err(HttpError::HeadersTooLarge)
+        );
+        let fits = format!("GET / HTTP/1.1\r\nHost: x\r\nA: {}\r\n\r\n", "a".repeat(16));
+        assert!(parse_with(fits.as_bytes(), &limits).is_ok());
+        // Refused while still incomplete.
+        let partial = format!("GET / HTTP/1.1\r\nA: {}", "a".repeat(40));
+        assert_eq!(
+            parse_head(partial.as_bytes(), &limits),
+            Err(HttpError::HeadersTooLarge)
+        );
+        assert_eq!(HttpError::HeadersTooLarge.status(), 431);
+    }
+
+    #[test]
+    fn too_many_headers_is_431() {
+        let limits = Limits {
+            max_headers: 3,
+            ..Limits::default()
+        };
+        let fits = with_fields("A: 1\r\nB: 2\r\n");
+        assert!(parse_with(&fits, &limits).is_ok());
+        let over = with_fields("A: 1\r\nB: 2\r\nC: 3\r\n");
+        assert_eq!(parse_with(&over, &limits), Err(HttpError::TooManyHeaders));
+        let hundred_and_one: String = (0..100).map(|i| format!("X-{i}: v\r\n")).collect();
+        assert_eq!(
+            err(&with_fields(&hundred_and_one)),
+            HttpError::TooManyHeaders
+        );
+    }
+
+    // ---- line syntax
+
+    #[test]
+    fn obs_fold_is_400() {
+        assert_eq!(
+            err(&with_fields("A: 1\r\n  continued\r\n")),
+            HttpError::ObsFold
+        );
+        assert_eq!(
+            err(&with_fields("A: 1\r\n\tcontinued\r\n")),
+            HttpError::ObsFold
+        );
+    }
+
+    #[test]
+    fn whitespace_before_the_first_header_is_400() {
+        assert_eq!(
+            err(b"GET / HTTP/1.1\r\n Host: x\r\n\r\n"),
+            HttpError::ObsFold
+        );
+    }
+
+    #[test]
+    fn space_before_colon_is_400() {
+        assert_eq!(
+            err(&with_fields("Content-Length : 5\r\n")),
+            HttpError::SpaceBeforeColon
+        );
+    }
+
+    #[test]
+    fn tab_before_colon_is_400() {
+        assert_eq!(
+            err(&with_fields("Transfer-Encoding\t: chunked\r\n")),
+            HttpError::SpaceBeforeColon
+        );
+    }
+
+    #[test]
+    fn space_inside_a_field_name_is_400() {
+        assert_eq!(
+            err(&with_fields("Content Length: 5\r\n")),
+            HttpError::BadHeaderName
+        );
+    }
+
+    #[test]
+    fn field_line_without_colon_is_400() {
+        assert_eq!(err(&with_fields("NoColon\r\n")), HttpError::BadHeaderName);
+    }
+
+    #[test]
+    fn empty_field_name_is_400() {
+        assert_eq!(err(&with_fields(": x\r\n")), HttpError::BadHeaderName);
+    }
+
+    #[test]
+    fn non_token_field_name_is_400() {
+        assert_eq!(err(&with_fields("A(b): x\r\n")), HttpError::BadHeaderName);
+        assert_eq!(
+            err(&with_fields("Caf\u{e9}: x\r\n")),
+            HttpError::BadHeaderName
+        );
+    }
+
+    #[test]
+    fn nul_in_field_name_is_400() {
+        assert_eq!(err(&with_fields("A\0B: x\r\n")), HttpError::BadHeaderName);
+    }
+
+    #[test]
+    fn nul_in_field_value_is_400() {
+        assert_eq!(err(&with_fields("A: x\0y\r\n")), HttpError::BadHeaderValue);
+    }
+
+    #[test]
+    fn control_bytes_in_field_value_are_400() {
+        for c in (1u8..0x20)
+            .filter(|&c| c != b'\t' && c != b'\r' && c != b'\n')
+            .chain([0x7f])
+        {
+            let mut buf = b"GET / HTTP/1.1\r\nHost: x\r\nA: a".to_vec();
+            buf.extend_from_slice(&[c, b'b']);
+            buf.extend_from_slice(b"\r\n\r\n");
+            assert_eq!(err(&buf), HttpError::BadHeaderValue, "byte {c:#x}");
+        }
+    }
+
+    #[test]
+    fn bare_cr_in_a_field_value_is_400() {
+        assert_eq!(err(&with_fields("A: x\ry\r\n")), HttpError::BareCr);
+    }
+
+    #[test]
+    fn bare_cr_as_line_end_is_400() {
+        assert_eq!(err(b"GET / HTTP/1.1\rHost: x\r\n\r\n"), HttpError::BareCr);
+        assert_eq!(err(b"GET / HTTP/1.1\r\nHost: x\r\r\n"), HttpError::BareCr);
+    }
+
+    #[test]
+    fn bare_lf_after_the_request_line_is_400() {
+        assert_eq!(err(b"GET / HTTP/1.1\nHost: x\r\n\r\n"), HttpError::BareLf);
+    }
+
+    #[test]
+    fn bare_lf_after_a_field_is_400() {
+        assert_eq!(
+            err(b"GET / HTTP/1.1\r\nHost: x\nA: b\r\n\r\n"),
+            HttpError::BareLf
+        );
+    }
+
+    #[test]
+    fn bare_lf_ending_the_head_is_400() {
+        // httparse alone would accept this, ending the head one byte early.
+        assert_eq!(err(b"GET / HTTP/1.1\r\nHost: x\r\n\n"), HttpError::BareLf);
+        assert_eq!(err(b"GET / HTTP/1.1\nHost: x\n\n"), HttpError::BareLf);
+    }
+
+    #[test]
+    fn bare_lf_before_the_request_line_is_400() {
+        assert_eq!(
+            err(b"\nGET / HTTP/1.1\r\nHost: x\r\n\r\n"),
+            HttpError::BareLf
+        );
+    }
+
+    #[test]
+    fn httparse_accepts_bare_lf_so_we_check_ourselves() {
+        // The reason for the scanner's BareLf check: httparse's default config lets it through.
+        let mut slots = [httparse::EMPTY_HEADER; 4];
+        let mut req = httparse::Request::new(&mut slots);
+        assert!(req
+            .parse(b"GET / HTTP/1.1\nHost: x\n\n")
+            .unwrap()
+            .is_complete());
+    }
+
+    // ---- Host
+
+    #[test]
+    fn http11_without_host_is_400() {
+        assert_eq!(err(b"GET / HTTP/1.1\r\n\r\n"), HttpError::MissingHost);
+    }
+
+    #[test]
+    fn duplicate_host_is_400() {
+        assert_eq!(err(&with_fields("Host: y\r\n")), HttpError::DuplicateHost);
+        assert_eq!(
+            err(b"GET / HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n"),
+            HttpError::DuplicateHost
+        );
+    }
+
+    #[test]
+    fn http10_without_host_is_fine() {
+        assert_eq!(
+            parse(b"GET / HTTP/1.0\r\n\r\n").unwrap().version,
+            Version::HTTP_10
+        );
+    }
+
+    // ---- Content-Length
+
+    #[test]
+    fn content_length_sets_the_body_length() {
+        assert_eq!(body_of("Content-Length: 42\r\n"), Ok(BodyKind::Length(42)));
+        assert_eq!(body_of("Content-Length: 0\r\n"), Ok(BodyKind::Length(0)));
+        assert_eq!(body_of("Content-Length: 007\r\n"), Ok(BodyKind::Length(7)));
+    }
+
+    #[test]
+    fn identical_duplicate_content_lengths_are_one() {
+        assert_eq!(
+            body_of("Content-Length: 5\r\nContent-Length: 5\r\n"),
+            Ok(BodyKind::Length(5))
+        );
+    }
+
+    #[test]
+    fn identical_content_length_list_is_one() {
+        assert_eq!(body_of("Content-Length: 5, 5\r\n"), Ok(BodyKind::Length(5)));
+        assert_eq!(
+            body_of("Content-Length: 5,5,5\r\n"),
+            Ok(BodyKind::Length(5))
+        );
+    }
+
+    #[test]
+    fn differing_duplicate_content_lengths_are_400() {
+        assert_eq!(
+            body_of("Content-Length: 5\r\nContent-Length: 6\r\n"),
+            Err(HttpError::ConflictingContentLength)
+        );
+    }
+
+    #[test]
+    fn differing_content_length_list_is_400() {
+        assert_eq!(
+            body_of("Content-Length: 5, 6\r\n"),
+            Err(HttpError::ConflictingContentLength)
+        );
+    }
+
+    #[test]
+    fn content_length_with_sign_is_400() {
+        assert_eq!(
+            body_of("Content-Length: +5\r\n"),
+            Err(HttpError::InvalidContentLength)
+        );
+        assert_eq!(
+            body_of("Content-Length: -5\r\n"),
+            Err(HttpError::InvalidContentLength)
+        );
+    }
+
+    #[test]
+    fn content_length_with_underscore_is_400() {
+        assert_eq!(
+            body_of("Content-Length: 1_000\r\n"),
+            Err(HttpError::InvalidContentLength)
+        );
+    }
+
+    #[test]
+    fn content_length_in_hex_is_400() {
+        assert_eq!(
+            body_of("Content-Length: 0x10\r\n"),
+            Err(HttpError::InvalidContentLength)
+        );
+        assert_eq!(
+            body_of("Content-Length: a\r\n"),
+            Err(HttpError::InvalidContentLength)
+        );
+    }
+
+    #[test]
+    fn content_length_with_inner_whitespace_is_400() {
+        assert_eq!(
+            body_of("Content-Length: 1 2\r\n"),
+            Err(HttpError::InvalidContentLength)
+        );
+        assert_eq!(
+            body_of("Content-Length: 1\t2\r\n"),
+            Err(HttpError::InvalidContentLength)
+        );
+    }
+
+    #[test]
+    fn empty_content_length_is_400() {
+        assert_eq!(
+            body_of("Content-Length:\r\n"),
+            Err(HttpError::InvalidContentLength)
+        );
+        assert_eq!(
+            body_of("Content-Length: 5,\r\n"),
+            Err(HttpError::InvalidContentLength)
+        );
+        assert_eq!(
+            body_of("Content-Length: ,5\r\n"),
+            Err(HttpError::InvalidContentLength)
+        );
+    }
+
+    #[test]
+    fn overflowing_content_length_is_400() {
+        let unlimited = Limits {
+            max_body: u64::MAX,
+            ..Limits::default()
+        };
+        let max = with_fields("Content-Length: 18446744073709551615\r\n");
+        assert_eq!(
+            parse_with(&max, &unlimited).unwrap().body,
+            BodyKind::Length(u64::MAX)
+        );
+        let over = with_fields("Content-Length: 18446744073709551616\r\n");
+        assert_eq!(
+            parse_with(&over, &unlimited),
+            Err(HttpError::InvalidContentLength)
+        );
+        let huge = with_fields(&format!("Content-Length: {}\r\n", "9".repeat(100)));
+        assert_eq!(
+            parse_with(&huge, &unlimited),
+            Err(HttpError::InvalidContentLength)
+        );
+    }
+
+    #[test]
+    fn body_over_the_limit_is_413_before_reading_it() {
+        let limits = Limits {
+            max_body: 10,
+            ..Limits::default()
+        };
+        let fits = with_fields("Content-Length: 10\r\n");
+        assert_eq!(
+            parse_with(&fits, &limits).unwrap().body,
+            BodyKind::Length(10)
+        );
+        let over = with_fields("Content-Length: 11\r\n");
+        assert_eq!(parse_with(&over, &limits), Err(HttpError::BodyTooLarge));
+        assert_eq!(HttpError::BodyTooLarge.status(), 413);
+        // The default: 16 MiB.
+        assert_eq!(
+            body_of("Content-Length: 16777217\r\n"),
+            Err(HttpError::BodyTooLarge)
+        );
+    }
+
+    // ---- Transfer-Encoding
+
+    #[test]
+    fn chunked_is_the_chunked_body() {
+        assert_eq!(
+            body_of("Transfer-Encoding: chunked\r\n"),
+            Ok(BodyKind::Chunked)
+        );
+        assert_eq!(
+            body_of("Transfer-Encoding: Chunked\r\n"),
+            Ok(BodyKind::Chunked)
+        );
+        assert_eq!(
+            body_of("Transfer-Encoding: , chunked ,\r\n"),
+            Ok(BodyKind::Chunked)
+        );
+    }
+
+    #[test]
+    fn content_length_and_transfer_encoding_is_400() {
+        assert_eq!(
+            body_of("Content-Length: 5\r\nTransfer-Encoding: chunked\r\n"),
+            Err(HttpError::ContentLengthWithTransferEncoding)
+        );
+        assert_eq!(
+            body_of("Transfer-Encoding: chunked\r\nContent-Length: 5\r\n"),
+            Err(HttpError::ContentLengthWithTransferEncoding)
+        );
+    }
+
+    #[test]
+    fn transfer_encoding_in_http10_is_400() {
+        let buf = b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n";
+        assert_eq!(err(buf), HttpError::TransferEncodingInHttp10);
+        let with_cl = b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n";
+        assert_eq!(err(with_cl), HttpError::TransferEncodingInHttp10);
+    }
+
+    #[test]
+    fn codings_before_chunked_are_501() {
+        assert_eq!(
+            body_of("Transfer-Encoding: gzip, chunked\r\n"),
+            Err(HttpError::UnsupportedTransferCoding)
+        );
+        assert_eq!(
+            body_of("Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n"),
+            Err(HttpError::UnsupportedTransferCoding)
+        );
+        assert_eq!(
+            err(&with_fields("Transfer-Encoding: gzip, chunked\r\n")).status(),
+            501
+        );
+    }
+
+    #[test]
+    fn chunked_not_last_is_400() {
+        assert_eq!(
+            body_of("Transfer-Encoding: chunked, gzip\r\n"),
+            Err(HttpError::ChunkedNotFinal)
+        );
+        assert_eq!(
+            body_of("Transfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n"),
+            Err(HttpError::ChunkedNotFinal)
+        );
+    }
+
+    #[test]
+    fn identity_transfer_encoding_is_400() {
+        assert_eq!(
+            body_of("Transfer-Encoding: identity\r\n"),
+            Err(HttpError::ChunkedNotFinal)
+        );
+    }
+
+    #[test]
+    fn unknown_transfer_coding_alone_is_400() {
+        assert_eq!(
+            body_of("Transfer-Encoding: foo\r\n"),
+            Err(HttpError::ChunkedNotFinal)
+        );
+        assert_eq!(
+            body_of("Transfer-Encoding: xchunked\r\n"),
+            Err(HttpError::ChunkedNotFinal)
+        );
+    }
+
+    #[test]
+    fn chunked_twice_is_400() {
+        assert_eq!(
+            body_of("Transfer-Encoding: chunked, chunked\r\n"),
+            Err(HttpError::ChunkedTwice)
+        );
+        assert_eq!(
+            body_of("Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n"),
+            Err(HttpError::ChunkedTwice)
+        );
+    }
+
+    #[test]
+    fn empty_or_malformed_transfer_encoding_is_400() {
+        assert_eq!(
+            body_of("Transfer-Encoding:\r\n"),
+            Err(HttpError::BadTransferEncoding)
+        );
+        assert_eq!(
+            body_of("Transfer-Encoding: ,\r\n"),
+            Err(HttpError::BadTransferEncoding)
+        );
+        assert_eq!(
+            body_of("Transfer-Encoding: chunked;x=1\r\n"),
+            Err(HttpError::BadTransferEncoding)
+        );
+        assert_eq!(
+            body_of("Transfer-Encoding: \"chunked\"\r\n"),
+            Err(HttpError::BadTransferEncoding)
+        );
+        assert_eq!(
+            body_of("Transfer-Encoding: chun ked\r\n"),
+            Err(HttpError::BadTransferEncoding)
+        );
+    }
+
+    #[test]
+    fn parse_decimal_rules() {
+        assert_eq!(parse_decimal(b"0"), Some(0));
+        assert_eq!(parse_decimal(b"18446744073709551615"), Some(u64::MAX));
+        assert_eq!(parse_decimal(b"18446744073709551616"), None);
+        assert_eq!(parse_decimal(b""), None);
+        assert_eq!(parse_decimal(b"1a"), None);
+    }
+}
