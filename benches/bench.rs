@@ -11,6 +11,7 @@
 //! cargo run --release --example bench -- pingpong [N] two greenlets hand a value N times ns/handoff
 //! cargo run --release --example bench -- xpingpong [N] the same across two hubs/threads ns/handoff
 //! cargo run --release --example bench -- echo PORT    a one-thread echo server for ../shared/peers/load.sh echo
+//! cargo run --release --example bench -- http PORT [W] hello-world HTTP/1.1 server (W worker hubs) for load.sh http
 //! cargo run --release --example bench -- park [N]     N greenlets blocked on one Event  bytes/greenlet
 //! cargo run --release --example bench -- timers [N]   N greenlets sleep U(0,1) s       ms (p99 lateness)
 //! ```
@@ -476,6 +477,35 @@ fn echo_server(port: u16) {
     server.serve_forever().expect("serve");
 }
 
+/// The hello-world HTTP/1.1 server (13-byte body, as the peers answer) on 127.0.0.1:`port`,
+/// on `workers` hubs, for `../shared/peers/load.sh http`. No access log (as the peers have
+/// none). Runs until killed.
+fn http_server(port: u16, workers: usize) {
+    use grove::http::{HttpServer, Request, Response};
+    fn hello(_: Request) -> Response {
+        let mut r = Response::new("Hello, World!".into());
+        r.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("text/plain"),
+        );
+        r
+    }
+    let server = HttpServer::bind(("127.0.0.1", port))
+        .expect("resolve")
+        .no_access_log()
+        .workers(workers);
+    if workers > 1 {
+        let w = server.spawn_workers(hello).expect("bind the http port");
+        println!("grove http on {} ({workers} hubs)", w.local_addr());
+        loop {
+            std::thread::park();
+        }
+    }
+    let running = server.start(hello).expect("bind the http port");
+    println!("grove http on {}", running.local_addr().unwrap());
+    running.serve_forever().expect("serve");
+}
+
 fn main() {
     let case = std::env::args().nth(1).unwrap_or_default();
     match case.as_str() {
@@ -487,11 +517,12 @@ fn main() {
         "pingpong" => pingpong_case(arg(2, 1_000_000)),
         "xpingpong" => xpingpong_case(arg(2, 100_000)),
         "echo" => echo_server(arg(2, 18093) as u16),
+        "http" => http_server(arg(2, 18094) as u16, arg(3, 1) as usize),
         "park" => park_case(arg(2, 100_000)),
         "timers" => timers_case(arg(2, 100_000)),
         _ => {
             eprintln!(
-                "usage: bench switch|create|stacks|spawn|yield|pingpong|xpingpong|park|timers [N] | echo PORT   (see benches/bench.rs)"
+                "usage: bench switch|create|stacks|spawn|yield|pingpong|xpingpong|park|timers [N] | echo PORT | http PORT [WORKERS]   (see benches/bench.rs)"
             );
             std::process::exit(2);
         }

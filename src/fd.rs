@@ -27,6 +27,7 @@
 //!   the owner is dropped, never while another greenlet may still be using its number.
 
 use crate::hub::event_loop as hub;
+use crate::hub::timers::Deadline;
 use crate::syscall::syscall;
 use std::cell::Cell;
 use std::io;
@@ -205,7 +206,8 @@ impl<S: AsFd> Evented<S> {
         timeout: Option<Duration>,
         mut op: impl FnMut(&S) -> io::Result<T>,
     ) -> io::Result<T> {
-        let deadline = timeout.map(hub::deadline_after);
+        // The deadline is read from the clock only if the operation has to wait.
+        let mut deadline = None;
         let mut waited = false;
         // After a short stream read, wait before the first try (see `drained`): the poller is
         // level-triggered, so data that arrived meanwhile is reported at once.
@@ -229,17 +231,13 @@ impl<S: AsFd> Evented<S> {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) => return Err(e),
             }
-            let left = match deadline {
-                None => None,
-                Some(d) => {
-                    let left = d.saturating_duration_since(hub::now());
-                    if left.is_zero() {
-                        return Err(timed_out(dir, timeout));
-                    }
-                    Some(left)
+            if let Some(t) = timeout {
+                let d = *deadline.get_or_insert_with(|| hub::deadline_after(t));
+                if waited && d.saturating_duration_since(hub::now()).is_zero() {
+                    return Err(timed_out(dir, timeout));
                 }
-            };
-            self.wait(dir, left).map_err(|e| {
+            }
+            self.wait_until(dir, deadline).map_err(|e| {
                 if e.kind() == io::ErrorKind::TimedOut {
                     timed_out(dir, timeout)
                 } else {
@@ -258,6 +256,11 @@ impl<S: AsFd> Evented<S> {
 
     /// Waits until `dir` is ready (or `timeout`), as the only greenlet waiting that way.
     pub(crate) fn wait(&self, dir: Dir, timeout: Option<Duration>) -> io::Result<()> {
+        self.wait_until(dir, timeout.map(hub::deadline_after))
+    }
+
+    /// [`wait`](Self::wait) until a deadline of the hub's clock.
+    fn wait_until(&self, dir: Dir, deadline: Option<Deadline>) -> io::Result<()> {
         let flag = match dir {
             Dir::Read => &self.reading,
             Dir::Write => &self.writing,
@@ -274,7 +277,7 @@ impl<S: AsFd> Evented<S> {
             ));
         }
         let _busy = Busy(flag);
-        hub::wait_fd_owned(self.raw(), dir == Dir::Write, timeout, self.reg.owner)?;
+        hub::wait_fd_owned(self.raw(), dir == Dir::Write, deadline, self.reg.owner)?;
         self.check_open()
     }
 

@@ -741,6 +741,16 @@ fn install_std_hook() {
     });
 }
 
+/// Reports, through the panic hook, a panic that code inside the running greenlet caught and
+/// will not let end the greenlet (a server answering 500, say). Outside a spawned greenlet
+/// std's hook has printed it already.
+pub(crate) fn report_caught_panic(message: &str) {
+    let me = hub::current_task();
+    if me.info.is_some() {
+        report_panic(&me, message);
+    }
+}
+
 fn report_panic(me: &Task, message: &str) {
     let at = LAST_PANIC_AT
         .try_with(|c| c.borrow_mut().take())

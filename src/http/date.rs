@@ -8,7 +8,7 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
-const MONTHS: [&str; 12] = [
+pub(crate) const MONTHS: [&str; 12] = [
     "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
 ];
 /// 9999-12-31T23:59:59Z: later times are written as this, so the year keeps four digits.
@@ -23,7 +23,7 @@ fn unix_secs(t: SystemTime) -> u64 {
 
 /// (year, month 1-12, day 1-31) of a day count since 1970-01-01 (H. Hinnant's
 /// `civil_from_days`, for non-negative days).
-fn civil_from_days(days: u64) -> (u64, usize, u64) {
+pub(crate) fn civil_from_days(days: u64) -> (u64, usize, u64) {
     let z = days + 719_468;
     let era = z / 146_097;
     let doe = z % 146_097;

@@ -45,17 +45,23 @@
 pub mod body;
 pub mod conn;
 pub mod date;
+mod handler;
+mod log;
 pub mod parse;
 pub mod response;
+mod server;
 
 pub use body::{BodyDecoder, Decoded};
 pub use conn::{Conn, Event};
 pub use date::{imf_fixdate, DateCache};
+pub use handler::{Body, Handler, ReasonPhrase, Request, Response, ResponseBody, StreamFn};
+pub use log::{log_to_stderr, AccessRecord};
 pub use parse::{parse_head, BodyKind, Head, HeadScanner};
 pub use response::{
     write_continue, write_error, write_head, BodyEncoder, Framing, HeadOptions, ResponseContext,
     ResponseError,
 };
+pub use server::{BodyWriter, HttpServer, Running, RunningWorkers};
 
 use core::fmt;
 use http::StatusCode;
@@ -214,6 +220,10 @@ pub enum HttpError {
     UnsupportedTransferCoding,
     /// An HTTP version other than 1.0 and 1.1 (505).
     UnsupportedVersion,
+    // ---- 408: the server's clock, not the bytes
+    /// The request head did not arrive within the server's header timeout (408): a client
+    /// too slow, or sending a byte at a time.
+    HeaderTimeout,
 }
 
 impl HttpError {
@@ -228,6 +238,7 @@ impl HttpError {
                 StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
             }
             UnsupportedTransferCoding => StatusCode::NOT_IMPLEMENTED,
+            HeaderTimeout => StatusCode::REQUEST_TIMEOUT,
             UnsupportedVersion => StatusCode::HTTP_VERSION_NOT_SUPPORTED,
             BadRequestLine
             | BadTarget
@@ -294,6 +305,7 @@ impl HttpError {
             TrailersTooLarge => "trailer section too large",
             UnsupportedTransferCoding => "unsupported transfer coding (only chunked is)",
             UnsupportedVersion => "unsupported HTTP version (1.0 and 1.1 are)",
+            HeaderTimeout => "the request head took too long to arrive",
         }
     }
 }

@@ -158,6 +158,25 @@ impl HeadScanner {
             return Ok(Some(end));
         }
         while self.pos < buf.len() {
+            if self.colon && buf[self.pos - 1] != b'\r' {
+                // Inside a field value: nothing but CR and LF matters to the scan (the value's
+                // bytes are validated when the head is built), so jump to the next of them.
+                let rest = &buf[self.pos..];
+                let skip = rest
+                    .iter()
+                    .position(|&b| b == b'\r' || b == b'\n')
+                    .unwrap_or(rest.len());
+                let hs = self
+                    .header_start
+                    .expect("a colon is only seen in a field line");
+                if self.pos + skip - hs > limits.max_header_bytes {
+                    return Err(HttpError::HeadersTooLarge);
+                }
+                self.pos += skip;
+                if self.pos == buf.len() {
+                    break;
+                }
+            }
             let i = self.pos;
             let b = buf[i];
             let prev = if i > 0 { Some(buf[i - 1]) } else { None };
@@ -281,8 +300,16 @@ fn check_request_line(line: &[u8]) -> Result<(), HttpError> {
 }
 
 fn parse_complete(buf: &[u8], fields: usize, limits: &Limits) -> Result<Head, HttpError> {
-    let mut slots = vec![httparse::EMPTY_HEADER; fields];
-    let mut req = httparse::Request::new(&mut slots);
+    // The usual head has a handful of fields: their slots live on the stack.
+    let mut stack = [httparse::EMPTY_HEADER; 16];
+    let mut heap;
+    let slots: &mut [httparse::Header<'_>] = if fields <= stack.len() {
+        &mut stack[..fields]
+    } else {
+        heap = vec![httparse::EMPTY_HEADER; fields];
+        &mut heap
+    };
+    let mut req = httparse::Request::new(slots);
     match req.parse(buf) {
         Ok(httparse::Status::Complete(n)) if n == buf.len() => {}
         Ok(_) => return Err(HttpError::BadRequestLine),
@@ -308,23 +335,27 @@ fn parse_complete(buf: &[u8], fields: usize, limits: &Limits) -> Result<Head, Ht
 
     let mut headers =
         HeaderMap::try_with_capacity(req.headers.len()).map_err(|_| HttpError::TooManyHeaders)?;
+    // Which framing-relevant fields are present, noted while inserting (comparing a standard
+    // name is an integer compare), so the checks below look up only what is there.
+    let mut seen = Seen::default();
     for h in req.headers.iter() {
         let name =
             HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| HttpError::BadHeaderName)?;
         let value = HeaderValue::from_bytes(h.value).map_err(|_| HttpError::BadHeaderValue)?;
+        seen.note(&name);
         headers
             .try_append(name, value)
             .map_err(|_| HttpError::TooManyHeaders)?;
     }
 
-    match headers.get_all(header::HOST).iter().count() {
+    match seen.host {
         0 if version == Version::HTTP_11 => return Err(HttpError::MissingHost),
         0 | 1 => {}
         _ => return Err(HttpError::DuplicateHost),
     }
-    let body = body_kind(version, &headers, limits)?;
-    let keep_alive = keep_alive(version, &headers);
-    let expect_continue = expect_continue(&headers)? && version == Version::HTTP_11;
+    let body = body_kind(version, &headers, &seen, limits)?;
+    let keep_alive = keep_alive(version, &headers, &seen);
+    let expect_continue = seen.expect && expect_continue(&headers)? && version == Version::HTTP_11;
     Ok(Head {
         method,
         target,
@@ -364,13 +395,40 @@ fn parse_target(method: &Method, raw: &str) -> Result<Uri, HttpError> {
     }
 }
 
+/// The fields that decide framing and connection handling, as seen in one head.
+#[derive(Default)]
+struct Seen {
+    host: usize,
+    content_length: bool,
+    transfer_encoding: bool,
+    connection: bool,
+    expect: bool,
+}
+
+impl Seen {
+    fn note(&mut self, name: &HeaderName) {
+        if name == header::HOST {
+            self.host += 1;
+        } else if name == header::CONTENT_LENGTH {
+            self.content_length = true;
+        } else if name == header::TRANSFER_ENCODING {
+            self.transfer_encoding = true;
+        } else if name == header::CONNECTION {
+            self.connection = true;
+        } else if name == header::EXPECT {
+            self.expect = true;
+        }
+    }
+}
+
 fn body_kind(
     version: Version,
     headers: &HeaderMap,
+    seen: &Seen,
     limits: &Limits,
 ) -> Result<BodyKind, HttpError> {
-    let has_te = headers.contains_key(header::TRANSFER_ENCODING);
-    let has_cl = headers.contains_key(header::CONTENT_LENGTH);
+    let has_te = seen.transfer_encoding;
+    let has_cl = seen.content_length;
     if has_te && version == Version::HTTP_10 {
         return Err(HttpError::TransferEncodingInHttp10);
     }
@@ -466,7 +524,10 @@ fn has_token(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
         .any(|v| list_members(v.as_bytes()).any(|m| m.eq_ignore_ascii_case(token.as_bytes())))
 }
 
-fn keep_alive(version: Version, headers: &HeaderMap) -> bool {
+fn keep_alive(version: Version, headers: &HeaderMap, seen: &Seen) -> bool {
+    if !seen.connection {
+        return version == Version::HTTP_11;
+    }
     let close = has_token(headers, header::CONNECTION, "close");
     if version == Version::HTTP_11 {
         !close

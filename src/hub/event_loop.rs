@@ -798,15 +798,25 @@ impl Drop for FdGuard {
 /// Errors: `TimedOut` on timeout; `Interrupted` if a kill or timeout arrived while this
 /// greenlet was already unwinding; the poller's error if the fd cannot be watched.
 pub fn wait_fd(fd: RawFd, write: bool, timeout: Option<Duration>) -> io::Result<()> {
-    wait_fd_owned(fd, write, timeout, 0)
+    wait_fd_owned(fd, write, timeout.map(deadline_after), 0).map_err(|e| {
+        if e.kind() == io::ErrorKind::TimedOut {
+            io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("grove: fd {fd} not ready within {timeout:?}"),
+            )
+        } else {
+            e
+        }
+    })
 }
 
-/// [`wait_fd`] for a descriptor owned by grove (`owner` is its non-zero id), whose poller
-/// registration outlives the wait (see [`super::fds`]); 0 for a foreign descriptor.
+/// [`wait_fd`] until `deadline`, for a descriptor owned by grove (`owner` is its non-zero
+/// id), whose poller registration outlives the wait (see [`super::fds`]); 0 for a foreign
+/// descriptor.
 pub(crate) fn wait_fd_owned(
     fd: RawFd,
     write: bool,
-    timeout: Option<Duration>,
+    deadline: Option<Deadline>,
     owner: u64,
 ) -> io::Result<()> {
     let (why, guard) = park(Waiting::Fd { fd, write }, |w| {
@@ -820,7 +830,7 @@ pub(crate) fn wait_fd_owned(
             }
             Ok(()) => Ok(FdGuard {
                 fd,
-                _timer: timeout_guard(w, timeout),
+                _timer: TimerGuard(deadline.map(|d| add_timer(d, TimerAction::Wake(w.clone())))),
             }),
         }
     });
@@ -829,7 +839,7 @@ pub(crate) fn wait_fd_owned(
         Wake::Ready => Ok(()),
         Wake::Timeout => Err(io::Error::new(
             io::ErrorKind::TimedOut,
-            format!("grove: fd {fd} not ready within {timeout:?}"),
+            format!("grove: fd {fd} not ready in time"),
         )),
         Wake::Interrupted => Err(io::Error::new(
             io::ErrorKind::Interrupted,

@@ -21,6 +21,9 @@ struct Inner {
     max_accept: usize,
     accept_loop: RefCell<Option<Greenlet<io::Result<()>>>>,
     stopped: Cell<bool>,
+    /// Run when `stop` begins, after the listener is closed (a protocol closes its idle
+    /// connections there).
+    on_stop: RefCell<Vec<Box<dyn Fn()>>>,
 }
 
 /// A TCP server: one accept loop greenlet, and one greenlet per connection running the
@@ -36,8 +39,9 @@ struct Inner {
 ///   once; running out of descriptors or memory (`EMFILE`, `ENFILE`, `ENOBUFS`, `ENOMEM`)
 ///   backs off, 10 ms doubling to 1 s, without burning CPU, until an accept succeeds again;
 ///   anything else is reported once on stderr and backed off the same way.
-/// * [`stop`](Self::stop) closes the listener at once (the accept loop ends), waits for
-///   running handlers up to its timeout, then kills the rest.
+/// * [`stop`](Self::stop) closes the listener at once (the accept loop ends), runs the
+///   [`on_stop`](Self::on_stop) hooks, waits for running handlers up to its timeout, then
+///   kills the rest.
 ///
 /// ```
 /// use grove::server::StreamServer;
@@ -104,6 +108,7 @@ impl StreamServer {
                 max_accept: max_accept.max(1),
                 accept_loop: RefCell::new(None),
                 stopped: Cell::new(false),
+                on_stop: RefCell::new(Vec::new()),
             }),
         }
     }
@@ -125,6 +130,13 @@ impl StreamServer {
     /// How many handlers are running.
     pub fn handlers(&self) -> usize {
         self.inner.handlers.len()
+    }
+
+    /// Runs `f` when [`stop`](Self::stop) begins, right after the listener is closed and
+    /// before the wait for handlers: where a protocol tells its idle connections to end
+    /// (the HTTP server closes idle keep-alive connections there).
+    pub fn on_stop(&self, f: impl Fn() + 'static) {
+        self.inner.on_stop.borrow_mut().push(Box::new(f));
     }
 
     /// Whether [`stop`](Self::stop) was called.
@@ -176,6 +188,10 @@ impl StreamServer {
         let g = self.inner.accept_loop.borrow_mut().take();
         if let Some(g) = g {
             let _ = g.join();
+        }
+        let hooks = std::mem::take(&mut *self.inner.on_stop.borrow_mut());
+        for f in &hooks {
+            f();
         }
         self.inner.handlers.stop(timeout)
     }

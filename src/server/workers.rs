@@ -31,12 +31,24 @@ use std::time::Duration;
 /// assert_eq!(s, "hi\n");
 /// assert!(workers.stop(std::time::Duration::from_secs(1)));
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ServerBuilder {
     addrs: Vec<SocketAddr>,
     workers: usize,
     pool: Option<usize>,
     max_accept: usize,
+    on_stop: Option<Arc<dyn Fn() + Send + Sync>>,
+}
+
+impl fmt::Debug for ServerBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerBuilder")
+            .field("addrs", &self.addrs)
+            .field("workers", &self.workers)
+            .field("pool", &self.pool)
+            .field("max_accept", &self.max_accept)
+            .finish()
+    }
 }
 
 impl StreamServer {
@@ -47,6 +59,7 @@ impl StreamServer {
             workers: 1,
             pool: None,
             max_accept: MAX_ACCEPT,
+            on_stop: None,
         })
     }
 }
@@ -68,6 +81,20 @@ impl ServerBuilder {
     pub fn max_accept(mut self, n: usize) -> ServerBuilder {
         self.max_accept = n.max(1);
         self
+    }
+
+    /// Runs `f` on each worker's hub when its server stops (see [`StreamServer::on_stop`]).
+    pub fn on_stop(mut self, f: impl Fn() + Send + Sync + 'static) -> ServerBuilder {
+        self.on_stop = Some(Arc::new(f));
+        self
+    }
+
+    fn make(&self, listener: TcpListener, handler: Box<super::Handler>) -> StreamServer {
+        let s = StreamServer::make(listener, handler, self.pool, self.max_accept);
+        if let Some(f) = self.on_stop.clone() {
+            s.on_stop(move || f());
+        }
+        s
     }
 
     fn listeners(&self) -> io::Result<Vec<TcpListener>> {
@@ -97,7 +124,7 @@ impl ServerBuilder {
             ));
         }
         let l = self.listeners()?.pop().expect("one listener");
-        let s = StreamServer::make(l, Box::new(handler), self.pool, self.max_accept);
+        let s = self.make(l, Box::new(handler));
         s.start()?;
         Ok(s)
     }
@@ -117,11 +144,12 @@ impl ServerBuilder {
             let (ctl, ctl_rx) = mpsc::channel::<Duration>();
             let h = handler.clone();
             let done_tx = done_tx.clone();
-            let (pool, max_accept) = (self.pool, self.max_accept);
+            let me = self.clone();
             let t = std::thread::Builder::new()
                 .name(format!("grove-worker-{i}"))
                 .spawn(move || {
-                    let r = run_worker(listener, h, pool, max_accept, ctl_rx);
+                    let server = me.make(listener, Box::new(move |s, a| h(s, a)));
+                    let r = run_worker(server, ctl_rx);
                     let _ = done_tx.send(r.is_ok());
                     r
                 })?;
@@ -136,22 +164,7 @@ impl ServerBuilder {
 }
 
 /// One worker thread: a server on this thread's hub until told to stop.
-fn run_worker<H>(
-    listener: TcpListener,
-    handler: Arc<H>,
-    pool: Option<usize>,
-    max_accept: usize,
-    ctl: mpsc::Receiver<Duration>,
-) -> io::Result<bool>
-where
-    H: Fn(TcpStream, SocketAddr) + Send + Sync + 'static,
-{
-    let server = StreamServer::make(
-        listener,
-        Box::new(move |s, a| handler(s, a)),
-        pool,
-        max_accept,
-    );
+fn run_worker(server: StreamServer, ctl: mpsc::Receiver<Duration>) -> io::Result<bool> {
     server.start()?;
     match ctl.recv() {
         Ok(timeout) => Ok(server.stop(timeout)),
