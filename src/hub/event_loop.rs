@@ -921,11 +921,24 @@ impl Hub {
 
     /// Whether anything in the loop could still wake a parked greenlet.
     fn has_sources(&self) -> bool {
-        !self.ready.borrow().is_empty()
+        if !self.ready.borrow().is_empty()
             || !self.timers.borrow().is_empty()
             || self.io.borrow().waiting()
-            || self.remote.pending.load(Ordering::Acquire)
-            || Arc::strong_count(&self.remote) > 1
+            // A greenlet waiting for a wake-up from another thread: its target stays in the
+            // table (which only this thread changes) until the wake-up is handled here.
+            || self.targets.registered()
+        {
+            return true;
+        }
+        // A handle elsewhere may still send work. The count is read before the flag: a sender
+        // sets the flag before it lets go of its handle, so once the count says no handle is
+        // left, the flag (read after an acquire fence that pairs with the handle's release)
+        // says whether the last one sent something.
+        if Arc::strong_count(&self.remote) > 1 {
+            return true;
+        }
+        std::sync::atomic::fence(Ordering::Acquire);
+        self.remote.pending.load(Ordering::Acquire)
     }
 }
 

@@ -32,8 +32,11 @@
 //!   target at once, as a local wake-up would.
 //! * **A hub that is gone** drops tokens and refuses callbacks with an error: its thread has
 //!   exited and nothing waits there any more.
-//! * While a `HubHandle` or a `RemoteWaker` exists, the hub counts it as a possible source of
-//!   work: it does not report LoopExit to a greenlet that something elsewhere may still wake.
+//! * While a target is registered, or a `HubHandle` or `RemoteWaker` exists, the hub counts
+//!   it as a possible source of work: it does not report LoopExit to a greenlet that something
+//!   elsewhere may still wake. The registered targets are the race-free part of that rule
+//!   (only the hub's thread adds and removes them); for handles, the count is read before the
+//!   inbox flag (see `has_sources`), so a handle dropped right after sending is not missed.
 
 use super::event_loop::{with_hub, Wake, Waker};
 use crate::sys::Notifier;
@@ -187,6 +190,12 @@ impl Targets {
         if let Some(t) = t {
             t.fire();
         }
+    }
+
+    /// Whether any live target is registered (some greenlet may be woken from another
+    /// thread). Walks the table: asked only when the hub is about to conclude LoopExit.
+    pub(crate) fn registered(&self) -> bool {
+        self.map.borrow().values().any(|t| !t.is_spent())
     }
 
     pub(crate) fn clear(&self) {
