@@ -229,7 +229,7 @@ fn drive(input: &[u8], cuts: &[usize], max: usize, limits: &Limits) -> Result<Se
             Some(Event::Request(head)) => {
                 prop_assert!(seen.error.is_none(), "event after an error");
                 prop_assert!(!in_body, "a head before the last body ended");
-                seen.requests.push((*head, Vec::new()));
+                seen.requests.push((head, Vec::new()));
                 in_body = true;
             }
             Some(Event::Body(data)) => {

@@ -58,8 +58,8 @@ pub use handler::{Body, Handler, ReasonPhrase, Request, Response, ResponseBody, 
 pub use log::{log_to_stderr, AccessRecord};
 pub use parse::{parse_head, BodyKind, Head, HeadScanner};
 pub use response::{
-    write_continue, write_error, write_head, BodyEncoder, Framing, HeadOptions, ResponseContext,
-    ResponseError,
+    write_continue, write_error, write_head, write_head_map, BodyEncoder, Framing, HeadOptions,
+    ResponseContext, ResponseError,
 };
 pub use server::{BodyWriter, HttpServer, Running, RunningWorkers};
 

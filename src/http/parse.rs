@@ -113,7 +113,7 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<(Head, usize)>, 
 /// (the same bytes, more at the end): each call looks only at the new bytes. When it returns
 /// `Some(n)`, [`finish`](HeadScanner::finish) with `&buf[..n]` builds the [`Head`]. For the
 /// next head, start a new scanner (or [`reset`](HeadScanner::reset) this one).
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default)]
 pub struct HeadScanner {
     /// The next byte to look at.
     pos: usize,
@@ -131,6 +131,9 @@ pub struct HeadScanner {
     fields: usize,
     /// The head ended here (`scan` returned it).
     end: Option<usize>,
+    /// The head was found by the fast path (see [`scan`](HeadScanner::scan)): the byte
+    /// rules were not all checked, so an error from the parse is named by a full scan.
+    fast: bool,
 }
 
 impl HeadScanner {
@@ -157,7 +160,89 @@ impl HeadScanner {
         if let Some(end) = self.end {
             return Ok(Some(end));
         }
+        if self.pos == 0 {
+            if let Some(end) = self.fast_path(buf, limits) {
+                return Ok(Some(end));
+            }
+        }
+        // Work on a copy in locals (which the compiler keeps in registers: nothing else can
+        // see it), and store the state back once.
+        let mut st = *self;
+        let r = st.scan_bytes(buf, limits);
+        *self = st;
+        r
+    }
+
+    /// The common case, a whole head already in `buf` and nothing odd about its line endings:
+    /// one pass checks that every CR is followed by LF and every LF preceded by CR (the rules
+    /// httparse is laxer about), counts the lines and checks the limits; the parse in
+    /// [`finish`](HeadScanner::finish) checks everything else (and if it fails, a full scan
+    /// names the error exactly as the byte-by-byte path would). `None`: use the byte path.
+    fn fast_path(&mut self, buf: &[u8], limits: &Limits) -> Option<usize> {
+        let scan_to = buf.len().min(limits.max_head_bytes());
+        let window = &buf[..scan_to];
+        if window.first().is_none_or(|&b| b == b'\r' || b == b'\n') {
+            return None; // empty lines first (or nothing): the byte path handles them
+        }
+        let mut lines = 0usize;
+        let mut first_nl = None;
+        let mut i = 0;
+        while let Some(off) = find_cr_or_lf(&window[i..]) {
+            let at = i + off;
+            if window[at] == b'\n' || window.get(at + 1) != Some(&b'\n') {
+                return None; // a bare LF or CR (or the head ends mid-line ending)
+            }
+            lines += 1;
+            let nl = at + 2; // the start of the next line
+            let Some(rl) = first_nl else {
+                first_nl = Some(nl);
+                i = nl;
+                continue;
+            };
+            if window.get(nl + 1) == Some(&b'\n') && window[nl] == b'\r' {
+                // An empty line: the end of the head.
+                let end = nl + 2;
+                let fields = lines - 1;
+                if rl - 2 > limits.max_request_line
+                    || end - rl > limits.max_header_bytes
+                    || fields > limits.max_headers
+                {
+                    return None; // over a limit: the byte path says which, and where
+                }
+                *self = HeadScanner {
+                    pos: end,
+                    line_start: end,
+                    header_start: Some(rl),
+                    fields,
+                    end: Some(end),
+                    fast: true,
+                    ..HeadScanner::default()
+                };
+                return Some(end);
+            }
+            i = nl;
+        }
+        None
+    }
+
+    #[inline(always)]
+    fn scan_bytes(&mut self, buf: &[u8], limits: &Limits) -> Result<Option<usize>, HttpError> {
         while self.pos < buf.len() {
+            if self.header_start.is_none() && self.spaces >= 1 && buf[self.pos - 1] != b'\r' {
+                // In the request line, past the method: the target and the version are checked
+                // as a whole when the line ends (`check_request_line`), so only a space, CR or
+                // LF (or the length limit) matters here; jump to the next of them.
+                let end = buf.len().min(limits.max_request_line);
+                let rest = &buf[self.pos..end.max(self.pos)];
+                let skip = rest
+                    .iter()
+                    .position(|&b| b == b' ' || b == b'\r' || b == b'\n')
+                    .unwrap_or(rest.len());
+                self.pos += skip;
+                if self.pos == buf.len() {
+                    break;
+                }
+            }
             if self.colon && buf[self.pos - 1] != b'\r' {
                 // Inside a field value: nothing but CR and LF matters to the scan (the value's
                 // bytes are validated when the head is built), so jump to the next of them.
@@ -269,8 +354,41 @@ impl HeadScanner {
 
     /// Build the [`Head`] from the complete head `scan` found (`head` is `&buf[..n]`).
     pub fn finish(&self, head: &[u8], limits: &Limits) -> Result<Head, HttpError> {
-        parse_complete(head, self.fields, limits)
+        match parse_complete(head, self.fields, limits) {
+            Err(e) if self.fast => {
+                // The fast path left the byte rules unchecked: the full scan names the error
+                // the byte path would have (or, if it finds none, the parse's stands).
+                let mut full = HeadScanner::new();
+                match full.scan_bytes(head, limits) {
+                    Err(precise) => Err(precise),
+                    Ok(_) => Err(e),
+                }
+            }
+            r => r,
+        }
     }
+}
+
+/// The index of the first CR or LF in `s`, eight bytes at a time (the classic "has a zero
+/// byte" test on `word ^ pattern`), then byte by byte for the tail.
+fn find_cr_or_lf(s: &[u8]) -> Option<usize> {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    const CR: u64 = LO * b'\r' as u64;
+    const LF: u64 = LO * b'\n' as u64;
+    let has_zero = |v: u64| v.wrapping_sub(LO) & !v & HI != 0;
+    let mut i = 0;
+    while i + 8 <= s.len() {
+        let w = u64::from_le_bytes(s[i..i + 8].try_into().expect("eight bytes"));
+        if has_zero(w ^ CR) || has_zero(w ^ LF) {
+            break; // one of these eight: find which below
+        }
+        i += 8;
+    }
+    s[i..]
+        .iter()
+        .position(|&b| b == b'\r' || b == b'\n')
+        .map(|p| i + p)
 }
 
 /// The request line's shape: `method SP target SP HTTP/d.d`, single spaces, a token method,
@@ -585,6 +703,27 @@ mod tests {
     }
 
     // ---- the happy paths
+
+    #[test]
+    fn the_word_search_finds_the_first_cr_or_lf() {
+        for len in 0..40 {
+            for at in 0..len {
+                for b in [b'\r', b'\n'] {
+                    let mut v = vec![b'a'; len];
+                    v[at] = b;
+                    if at + 1 < len {
+                        v[at + 1] = b'\r';
+                    }
+                    assert_eq!(find_cr_or_lf(&v), Some(at), "len {len} at {at}");
+                }
+            }
+            assert_eq!(
+                find_cr_or_lf(&vec![0x8du8; len]),
+                None,
+                "high bytes are not CR"
+            );
+        }
+    }
 
     #[test]
     fn simple_get() {

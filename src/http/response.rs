@@ -164,6 +164,48 @@ where
     N: AsRef<[u8]>,
     V: AsRef<[u8]>,
 {
+    write_head_with(out, ctx, status, headers, opts, Check::Bytes)
+}
+
+/// [`write_head`] for an [`http::HeaderMap`]: its names and values were validated when they
+/// were made (the `http` crate admits exactly the bytes [`write_head`] would), so they are not
+/// checked byte by byte again; the `Date` given in `opts` is the caller's own (a
+/// [`DateCache`](super::DateCache)'s) and is not checked either. The reason phrase still is.
+pub fn write_head_map(
+    out: &mut Vec<u8>,
+    ctx: &ResponseContext,
+    status: StatusCode,
+    headers: &http::HeaderMap,
+    opts: &HeadOptions<'_>,
+) -> Result<BodyEncoder, ResponseError> {
+    let fields = headers
+        .iter()
+        .map(|(n, v)| (n.as_str().as_bytes(), v.as_bytes()));
+    write_head_with(out, ctx, status, fields, opts, Check::Trusted)
+}
+
+/// Whether [`write_head_with`] checks the field bytes it is given.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Check {
+    /// Every byte of every name and value, and the `Date`.
+    Bytes,
+    /// None: they come from types that guarantee them.
+    Trusted,
+}
+
+fn write_head_with<I, N, V>(
+    out: &mut Vec<u8>,
+    ctx: &ResponseContext,
+    status: StatusCode,
+    headers: I,
+    opts: &HeadOptions<'_>,
+    check: Check,
+) -> Result<BodyEncoder, ResponseError>
+where
+    I: IntoIterator<Item = (N, V)>,
+    N: AsRef<[u8]>,
+    V: AsRef<[u8]>,
+{
     let reason = opts
         .reason
         .unwrap_or_else(|| status.canonical_reason().unwrap_or(""));
@@ -184,11 +226,13 @@ where
     let result = (|| {
         for (name, value) in headers {
             let (name, value) = (name.as_ref(), value.as_ref());
-            if name.is_empty() || !name.iter().all(|&b| is_tchar(b)) {
-                return Err(ResponseError::BadHeaderName);
-            }
-            if !value.iter().all(|&b| is_field_value_byte(b)) {
-                return Err(ResponseError::BadHeaderValue);
+            if check == Check::Bytes {
+                if name.is_empty() || !name.iter().all(|&b| is_tchar(b)) {
+                    return Err(ResponseError::BadHeaderName);
+                }
+                if !value.iter().all(|&b| is_field_value_byte(b)) {
+                    return Err(ResponseError::BadHeaderValue);
+                }
             }
             if name.eq_ignore_ascii_case(b"content-length") {
                 for member in value.split(|&b| b == b',') {
@@ -220,7 +264,7 @@ where
         return Err(e);
     }
     if let Some(date) = opts.date.filter(|_| !has_date) {
-        if !date.bytes().all(is_field_value_byte) {
+        if check == Check::Bytes && !date.bytes().all(is_field_value_byte) {
             out.truncate(mark);
             return Err(ResponseError::BadHeaderValue);
         }
@@ -229,11 +273,11 @@ where
 
     let framing = if no_body {
         if let Some(n) = content_length.filter(|_| !no_framing_fields) {
-            push_field(out, b"content-length", n.to_string().as_bytes());
+            push_content_length(out, n);
         }
         Framing::Empty
     } else if let Some(n) = content_length {
-        push_field(out, b"content-length", n.to_string().as_bytes());
+        push_content_length(out, n);
         Framing::Length(n)
     } else if ctx.version == Version::HTTP_11 {
         push_field(out, b"transfer-encoding", b"chunked");
@@ -275,6 +319,21 @@ fn push_status_line(out: &mut Vec<u8>, status: StatusCode, reason: &str) {
     out.push(b' ');
     out.extend_from_slice(reason.as_bytes());
     out.extend_from_slice(b"\r\n");
+}
+
+/// `content-length: n`, the number formatted without allocating.
+fn push_content_length(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    push_field(out, b"content-length", &digits[i..]);
 }
 
 fn push_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {

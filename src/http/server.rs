@@ -25,8 +25,8 @@
 use super::handler::{Body, Handler, ReasonPhrase, Request, Response, ResponseBody};
 use super::log::{log_to_stderr, AccessRecord};
 use super::{
-    write_error, write_head, BodyEncoder, Conn, DateCache, Event, Framing, Head, HeadOptions,
-    HttpError, Limits, ResponseContext,
+    write_error, write_head, write_head_map, BodyEncoder, Conn, DateCache, Event, Framing, Head,
+    HeadOptions, HttpError, Limits, ResponseContext,
 };
 use crate::hub::event_loop::ElapsedSignal;
 use crate::net::{TcpStream, ToSocketAddrs};
@@ -284,14 +284,46 @@ impl RunningWorkers {
     }
 }
 
-/// One server's state on one hub: its idle connections (closed by a shutdown), whether it is
-/// shutting down, the cached `Date`.
+/// One server's state on one hub: its open connections (a shutdown closes the idle ones),
+/// whether it is shutting down, the cached `Date`.
 #[derive(Default)]
 struct HubState {
     stopping: Cell<bool>,
-    idle: RefCell<HashMap<u64, Rc<ConnIo>>>,
-    next_conn: Cell<u64>,
+    /// Open connections, in slots (a connection keeps its slot for its whole life, so waiting
+    /// for the next request costs no table update: only its `idle` flag changes).
+    conns: RefCell<Vec<Option<Rc<ConnIo>>>>,
+    free: RefCell<Vec<usize>>,
     date: RefCell<DateCache>,
+}
+
+impl HubState {
+    fn enter(&self, c: &Rc<ConnIo>) -> usize {
+        let mut conns = self.conns.borrow_mut();
+        match self.free.borrow_mut().pop() {
+            Some(i) => {
+                conns[i] = Some(c.clone());
+                i
+            }
+            None => {
+                conns.push(Some(c.clone()));
+                conns.len() - 1
+            }
+        }
+    }
+
+    fn leave(&self, slot: usize) {
+        self.conns.borrow_mut()[slot] = None;
+        self.free.borrow_mut().push(slot);
+    }
+}
+
+/// Frees a connection's slot when its loop ends, however it ends.
+struct Slot<'a>(&'a HubState, usize);
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.0.leave(self.1);
+    }
 }
 
 thread_local! {
@@ -307,7 +339,14 @@ fn stop_hub(id: u64) {
     let st = HUBS.with(|h| h.borrow_mut().remove(&id));
     let Some(st) = st else { return };
     st.stopping.set(true);
-    let idle: Vec<Rc<ConnIo>> = st.idle.borrow_mut().drain().map(|(_, c)| c).collect();
+    let idle: Vec<Rc<ConnIo>> = st
+        .conns
+        .borrow()
+        .iter()
+        .flatten()
+        .filter(|c| c.idle.get())
+        .cloned()
+        .collect();
     for c in idle {
         c.sock.close();
     }
@@ -325,6 +364,8 @@ pub(crate) struct ConnIo {
     failed: Cell<Option<HttpError>>,
     /// The socket failed or timed out while the handler read: close after the response.
     broken: Cell<bool>,
+    /// Waiting for the next request with nothing of it received: a shutdown closes it.
+    idle: Cell<bool>,
 }
 
 impl ConnIo {
@@ -386,15 +427,16 @@ impl ConnIo {
 }
 
 /// How waiting for the next request ended.
+#[allow(clippy::large_enum_variant)] // moved once per request: cheaper than a box
 enum Next {
-    Request(Box<Head>),
+    Request(Head),
     Error(HttpError),
     /// The client closed, timed out between requests, or the server is shutting down.
     Close,
 }
 
 /// Waits for the next request head; see the module docs for the timeouts.
-fn next_request(cfg: &Config, hub: &HubState, id: u64, c: &Rc<ConnIo>) -> Next {
+fn next_request(cfg: &Config, hub: &HubState, c: &Rc<ConnIo>) -> Next {
     let mut head_began: Option<Instant> = None;
     loop {
         let idle = {
@@ -414,7 +456,7 @@ fn next_request(cfg: &Config, hub: &HubState, id: u64, c: &Rc<ConnIo>) -> Next {
             if hub.stopping.get() {
                 return Next::Close;
             }
-            hub.idle.borrow_mut().insert(id, c.clone());
+            c.idle.set(true);
             cfg.idle_timeout
         } else {
             let began = *head_began.get_or_insert_with(Instant::now);
@@ -424,9 +466,7 @@ fn next_request(cfg: &Config, hub: &HubState, id: u64, c: &Rc<ConnIo>) -> Next {
             }
         };
         let r = c.fill(timeout);
-        if idle {
-            hub.idle.borrow_mut().remove(&id);
-        }
+        c.idle.set(false);
         match r {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::TimedOut && !idle => {
@@ -443,8 +483,6 @@ fn serve_connection(cfg: &Config, handler: &dyn Handler, sock: TcpStream, peer: 
     if hub.stopping.get() {
         return;
     }
-    let id = hub.next_conn.get();
-    hub.next_conn.set(id + 1);
     let _ = sock.set_nodelay(true);
     let _ = sock.set_write_timeout(Some(cfg.write_timeout));
     let c = Rc::new(ConnIo {
@@ -454,10 +492,12 @@ fn serve_connection(cfg: &Config, handler: &dyn Handler, sock: TcpStream, peer: 
         body_done: Cell::new(false),
         failed: Cell::new(None),
         broken: Cell::new(false),
+        idle: Cell::new(false),
     });
+    let _slot = Slot(&hub, hub.enter(&c));
     let mut out = Vec::with_capacity(512);
     loop {
-        let head = match next_request(cfg, &hub, id, &c) {
+        let head = match next_request(cfg, &hub, &c) {
             Next::Request(h) => h,
             Next::Error(e) => {
                 out.clear();
@@ -559,7 +599,7 @@ fn respond(
             content_length: body.len().map(|n| n as u64),
             date: Some(date.get(SystemTime::now())),
         };
-        write_head(out, &ctx, parts.status, &parts.headers, &opts)
+        write_head_map(out, &ctx, parts.status, &parts.headers, &opts)
     };
     let enc = match written {
         Ok(enc) => enc,
