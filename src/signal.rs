@@ -41,7 +41,10 @@
 //!   Signals are process-wide and hubs come and go with their threads, so no hub owns the
 //!   self-pipe: a small service thread, started by the first `handle`, reads it and forwards
 //!   each delivery to the registering hub through that hub's [`HubHandle`] (its inbox and
-//!   wake-up object). A registration whose hub's thread has exited is dropped.
+//!   wake-up object). A registration whose hub's thread has exited is dropped. The closure
+//!   starts when that hub next turns its loop, that is while the thread's greenlets wait (a
+//!   thread busy outside grove runs it only once it waits again). A panic in it is reported
+//!   like any greenlet's and does not stop later runs.
 //! * **Bursts merge; the last signal is never lost.** The kernel itself merges pending
 //!   instances of a standard signal, and so does grove: many deliveries while a run of the
 //!   closure is pending or in progress cause one more run, not one each. But a signal that
