@@ -349,7 +349,6 @@ impl<S: AsFd> AsFd for Evented<S> {
     }
 }
 
-#[allow(dead_code)] // for pipes (process.rs)
 impl Evented<OwnedFd> {
     /// `read(2)`, cooperatively, with the read timeout.
     pub(crate) fn read(&self, buf: &mut [u8]) -> io::Result<usize> {

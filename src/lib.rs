@@ -18,6 +18,8 @@
 //! | synchronisation: [`Event`], [`AsyncResult`], [`Semaphore`], [`Lock`], [`RLock`], [`Queue`], [`Channel`], cross-thread [`sync::mpsc`] | [`sync`] | `std` |
 //! | groups of greenlets: [`pool::Pool`], [`pool::Group`], `map`/`imap`/`imap_unordered` | [`pool`] | `std` |
 //! | the HTTP/1.1 protocol core (sans-I/O): request parsing, the connection state machine, response writing | [`http`] | `std` |
+//! | subprocesses: [`process::Command`], cooperative pipes and waits, reaping without zombies (pidfd or `SIGCHLD`) | [`process`] | `std` |
+//! | Unix signals: [`signal::handle`] runs a closure in a greenlet per arrival, [`signal::wait`] | [`signal`] | `std` |
 //!
 //! Above the hub, gevent's greenlet API: [`spawn`], [`spawn_later`], [`Greenlet::join`],
 //! [`Greenlet::kill`], links, [`joinall`], [`killall`], [`wait_any`]/[`iwait`] over anything
@@ -77,7 +79,11 @@ pub mod net;
 #[cfg(feature = "std")]
 pub mod pool;
 #[cfg(feature = "std")]
+pub mod process;
+#[cfg(feature = "std")]
 pub mod server;
+#[cfg(feature = "std")]
+pub mod signal;
 #[cfg(feature = "std")]
 mod spawn;
 pub mod stack;

@@ -103,6 +103,8 @@ mod poll;
 mod select;
 mod table;
 
+pub(crate) use pipe::nonblocking_pipe;
+
 use std::ffi::OsStr;
 use std::fmt;
 use std::io;

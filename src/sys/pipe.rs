@@ -104,7 +104,8 @@ impl SelfPipe {
 }
 
 /// `pipe2(O_CLOEXEC | O_NONBLOCK)`, or `pipe` then `fcntl` where there is no `pipe2` (Apple).
-fn nonblocking_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+/// Also the signal module's self-pipe.
+pub(crate) fn nonblocking_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds: [libc::c_int; 2] = [-1; 2];
     #[cfg(not(target_vendor = "apple"))]
     {
