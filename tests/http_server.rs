@@ -121,6 +121,35 @@ fn keep_alive_is_the_default_in_1_1_and_opt_in_in_1_0() {
 }
 
 #[test]
+fn an_idle_keep_alive_connection_is_closed_after_the_keep_alive_timeout() {
+    each_backend(|_| {
+        let s = HttpServer::bind("127.0.0.1:0")
+            .unwrap()
+            .no_access_log()
+            .keep_alive_timeout(Duration::from_millis(40))
+            .start(|_req: Request| Response::new("ok".into()))
+            .unwrap();
+        let mut c = TcpStream::connect(s.local_addr().unwrap()).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        c.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        assert!(read_response(&mut c).ends_with("ok"));
+        let t = std::time::Instant::now();
+        let mut b = [0u8; 1];
+        assert_eq!(
+            c.read(&mut b).unwrap(),
+            0,
+            "closed by the server, not timed out here"
+        );
+        assert!(
+            t.elapsed() >= Duration::from_millis(40),
+            "not before the timeout"
+        );
+        assert_eq!(s.connections(), 0);
+        assert!(s.shutdown(Duration::from_secs(1)));
+    });
+}
+
+#[test]
 fn pipelined_requests_are_answered_in_order() {
     each_backend(|_| {
         let s = echo_server(Rc::default());

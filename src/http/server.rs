@@ -289,6 +289,10 @@ impl RunningWorkers {
 #[derive(Default)]
 struct HubState {
     stopping: Cell<bool>,
+    /// Ticks of the idle reaper (see [`reap_idle`]): the coarse clock idle connections are
+    /// timed by.
+    tick: Cell<u64>,
+    reaper: Cell<bool>,
     /// Open connections, in slots (a connection keeps its slot for its whole life, so waiting
     /// for the next request costs no table update: only its `idle` flag changes).
     conns: RefCell<Vec<Option<Rc<ConnIo>>>>,
@@ -366,14 +370,18 @@ pub(crate) struct ConnIo {
     broken: Cell<bool>,
     /// Waiting for the next request with nothing of it received: a shutdown closes it.
     idle: Cell<bool>,
+    /// The reaper's tick when it began waiting so.
+    idle_since: Cell<u64>,
 }
 
 impl ConnIo {
     /// Reads once from the socket into the connection's buffer (end of file included).
-    fn fill(&self, timeout: Duration) -> io::Result<()> {
+    /// `timeout`: `None` waits for as long as it takes (the idle wait, which the reaper
+    /// times).
+    fn fill(&self, timeout: Option<Duration>) -> io::Result<()> {
         let mut conn = self.conn.borrow_mut();
         self.sock
-            .set_read_timeout(Some(timeout.max(Duration::from_millis(1))))?;
+            .set_read_timeout(timeout.map(|t| t.max(Duration::from_millis(1))))?;
         match (&self.sock).read(conn.read_buf())? {
             0 => conn.feed_eof(),
             n => conn.filled(n),
@@ -420,8 +428,34 @@ impl ConnIo {
                     return Ok(0);
                 }
             }
-            self.fill(self.body_timeout)
+            self.fill(Some(self.body_timeout))
                 .inspect_err(|_| self.broken.set(true))?;
+        }
+    }
+}
+
+/// The idle reaper of one server on one hub: every tick (a quarter of the keep-alive
+/// timeout, at most a second) it closes the connections that have been waiting for their next
+/// request for the whole timeout. One cheap greenlet instead of a timer armed and cancelled for
+/// every request; a connection is closed between one and about one and a quarter timeouts
+/// after its last response. Ends when the server stops.
+fn reap_idle(hub: &HubState, timeout: Duration) {
+    let tick = (timeout / 4).clamp(Duration::from_millis(1), Duration::from_secs(1));
+    let ticks = (timeout.as_nanos() / tick.as_nanos()).max(1) as u64;
+    while !hub.stopping.get() {
+        crate::sleep(tick);
+        let now = hub.tick.get() + 1;
+        hub.tick.set(now);
+        let expired: Vec<Rc<ConnIo>> = hub
+            .conns
+            .borrow()
+            .iter()
+            .flatten()
+            .filter(|c| c.idle.get() && now - c.idle_since.get() >= ticks)
+            .cloned()
+            .collect();
+        for c in expired {
+            c.sock.close();
         }
     }
 }
@@ -456,12 +490,14 @@ fn next_request(cfg: &Config, hub: &HubState, c: &Rc<ConnIo>) -> Next {
             if hub.stopping.get() {
                 return Next::Close;
             }
+            // No timer per wait: the reaper closes connections idle for too many ticks.
             c.idle.set(true);
-            cfg.idle_timeout
+            c.idle_since.set(hub.tick.get());
+            None
         } else {
             let began = *head_began.get_or_insert_with(Instant::now);
             match cfg.header_timeout.checked_sub(began.elapsed()) {
-                Some(left) if !left.is_zero() => left,
+                Some(left) if !left.is_zero() => Some(left),
                 _ => return Next::Error(HttpError::HeaderTimeout),
             }
         };
@@ -493,8 +529,15 @@ fn serve_connection(cfg: &Config, handler: &dyn Handler, sock: TcpStream, peer: 
         failed: Cell::new(None),
         broken: Cell::new(false),
         idle: Cell::new(false),
+        idle_since: Cell::new(0),
     });
     let _slot = Slot(&hub, hub.enter(&c));
+    if !hub.reaper.replace(true) {
+        let (h, idle) = (hub.clone(), cfg.idle_timeout);
+        let _ = crate::Builder::new()
+            .name("http idle reaper")
+            .spawn(move || reap_idle(&h, idle));
+    }
     let mut out = Vec::with_capacity(512);
     loop {
         let head = match next_request(cfg, &hub, &c) {
