@@ -305,6 +305,34 @@ fn main() {
         local.first().map(|a| a.ip())
     );
 
+    // 14. HTTP: a handler written as plain synchronous Rust, served on this hub; a client
+    //     greenlet asks it twice over one kept-alive connection.
+    println!("\ngrove tour, part 5: HTTP\n");
+    let http = grove::http::HttpServer::bind("127.0.0.1:0")
+        .expect("resolve")
+        .no_access_log()
+        .start(|req: grove::http::Request| {
+            grove::http::Response::new(format!("hello from {}\n", req.uri().path()).into())
+        })
+        .expect("start");
+    let addr = http.local_addr().unwrap();
+    let mut c = grove::net::TcpStream::connect(addr).unwrap();
+    for path in ["/a", "/b"] {
+        c.write_all(format!("GET {path} HTTP/1.1\r\nHost: tour\r\n\r\n").as_bytes())
+            .unwrap();
+        let mut buf = [0u8; 512];
+        let n = c.read(&mut buf).unwrap();
+        let text = String::from_utf8_lossy(&buf[..n]);
+        println!(
+            "  GET {path} -> {:?} ... {:?}",
+            text.lines().next().unwrap_or(""),
+            text.rsplit("\r\n\r\n").next().unwrap_or("").trim_end()
+        );
+    }
+    drop(c);
+    http.shutdown(Duration::from_secs(1));
+    println!("  (the main demonstration: cargo run --release --example hello_http)");
+
     println!("\nsee `cargo run --release --example bench -- switch` for the measured figures");
 }
 
