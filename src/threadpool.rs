@@ -73,12 +73,17 @@ impl From<BlockingError> for std::io::Error {
     }
 }
 
-type Job = Box<dyn FnOnce() + Send>;
+/// A job runs the closure and returns how to deliver its result: the worker counts itself
+/// free *before* delivering, so the greenlet that wakes with the result and submits again at
+/// once finds a thread ready for it (threads are reused, not added).
+type Job = Box<dyn FnOnce() -> Deliver + Send>;
+type Deliver = Box<dyn FnOnce() + Send>;
 
 struct State {
     jobs: VecDeque<Job>,
     threads: usize,
-    idle: usize,
+    /// Threads running a closure now.
+    busy: usize,
     max: usize,
 }
 
@@ -96,7 +101,7 @@ fn pool() -> &'static Pool {
         state: Mutex::new(State {
             jobs: VecDeque::new(),
             threads: 0,
-            idle: 0,
+            busy: 0,
             max: DEFAULT_SIZE,
         }),
         work: Condvar::new(),
@@ -112,7 +117,9 @@ impl Pool {
     fn submit(&'static self, job: Job) -> std::io::Result<()> {
         let mut st = self.lock();
         st.jobs.push_back(job);
-        if st.idle >= st.jobs.len() || st.threads >= st.max {
+        // Threads not running a closure will take the queued jobs; start one only if they
+        // are too few.
+        if st.busy + st.jobs.len() <= st.threads || st.threads >= st.max {
             drop(st);
             self.work.notify_one();
             return Ok(());
@@ -143,22 +150,23 @@ impl Pool {
         let mut st = self.lock();
         loop {
             if let Some(job) = st.jobs.pop_front() {
+                st.busy += 1;
                 drop(st);
-                job();
+                let deliver = job();
                 JOBS_RUN.fetch_add(1, Ordering::Relaxed);
+                self.lock().busy -= 1;
+                deliver();
                 st = self.lock();
                 continue;
             }
             if st.threads > st.max {
                 break; // the pool was shrunk
             }
-            st.idle += 1;
             let (guard, timeout) = self
                 .work
                 .wait_timeout(st, IDLE_EXIT)
                 .unwrap_or_else(|e| e.into_inner());
             st = guard;
-            st.idle -= 1;
             if timeout.timed_out() && st.jobs.is_empty() {
                 break;
             }
@@ -219,7 +227,9 @@ where
     let job: Job = Box::new(move || {
         let out = panic::catch_unwind(AssertUnwindSafe(f))
             .map_err(|p| crate::greenlet::panic_message(&*p));
-        let _ = r.set(out);
+        Box::new(move || {
+            let _ = r.set(out);
+        })
     });
     pool().submit(job).map_err(|e| BlockingError::Panicked {
         message: e.to_string(),
