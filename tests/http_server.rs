@@ -651,6 +651,26 @@ fn the_access_log_hook_sees_every_response() {
 }
 
 #[test]
+fn a_server_can_run_on_a_listener_bound_beforehand() {
+    each_backend(|_| {
+        let l = grove::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let s = HttpServer::from_listener(l)
+            .unwrap()
+            .no_access_log()
+            .start(|_req: Request| Response::new("on my listener".into()))
+            .unwrap();
+        assert_eq!(s.local_addr().unwrap(), addr);
+        let r = exchange(
+            addr,
+            b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        );
+        assert!(r.ends_with("on my listener"), "{r}");
+        assert!(s.shutdown(Duration::from_secs(1)));
+    });
+}
+
+#[test]
 fn worker_hubs_serve_one_port() {
     let w = HttpServer::bind("127.0.0.1:0")
         .unwrap()

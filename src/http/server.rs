@@ -29,7 +29,7 @@ use super::{
     HeadOptions, HttpError, Limits, ResponseContext,
 };
 use crate::hub::event_loop::ElapsedSignal;
-use crate::net::{TcpStream, ToSocketAddrs};
+use crate::net::{TcpListener, TcpStream, ToSocketAddrs};
 use crate::server::{ServerBuilder, StreamServer, Workers};
 use crate::GreenletExit;
 use http::StatusCode;
@@ -125,6 +125,14 @@ impl HttpServer {
             write_timeout: Duration::from_secs(30),
             access_log: Some(Arc::new(log_to_stderr)),
         })
+    }
+
+    /// A server on a listener you bound yourself (served from this hub; for several workers
+    /// give an address to [`bind`](Self::bind)).
+    pub fn from_listener(listener: TcpListener) -> io::Result<HttpServer> {
+        let mut s = HttpServer::bind(listener.local_addr()?)?;
+        s.builder = StreamServer::builder_on(listener)?;
+        Ok(s)
     }
 
     /// Serve from `n` hubs on `n` threads, each accepting on its own `SO_REUSEPORT` listener

@@ -34,6 +34,8 @@ use std::time::Duration;
 #[derive(Clone)]
 pub struct ServerBuilder {
     addrs: Vec<SocketAddr>,
+    /// A listener bound by the caller, used instead of binding `addrs` (one worker only).
+    listener: Option<Arc<std::sync::Mutex<Option<TcpListener>>>>,
     workers: usize,
     pool: Option<usize>,
     max_accept: usize,
@@ -56,6 +58,21 @@ impl StreamServer {
     pub fn builder(addr: impl ToSocketAddrs) -> io::Result<ServerBuilder> {
         Ok(ServerBuilder {
             addrs: addr.to_socket_addrs()?,
+            listener: None,
+            workers: 1,
+            pool: None,
+            max_accept: MAX_ACCEPT,
+            on_stop: None,
+        })
+    }
+}
+
+impl StreamServer {
+    /// A builder for a server on a listener you bound yourself (one worker only).
+    pub fn builder_on(listener: TcpListener) -> io::Result<ServerBuilder> {
+        Ok(ServerBuilder {
+            addrs: vec![listener.local_addr()?],
+            listener: Some(Arc::new(std::sync::Mutex::new(Some(listener)))),
             workers: 1,
             pool: None,
             max_accept: MAX_ACCEPT,
@@ -98,6 +115,21 @@ impl ServerBuilder {
     }
 
     fn listeners(&self) -> io::Result<Vec<TcpListener>> {
+        if let Some(l) = &self.listener {
+            if self.workers != 1 {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "grove: a server on a listener you bound serves from one hub; give an address for several workers",
+                ));
+            }
+            let taken = l.lock().unwrap_or_else(|e| e.into_inner()).take();
+            return taken.map(|l| vec![l]).ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "grove: this builder's listener was used already",
+                )
+            });
+        }
         if self.workers == 1 {
             return Ok(vec![TcpListener::bind(&self.addrs[..])?]);
         }
