@@ -36,9 +36,10 @@ use super::monitor::Probe;
 use super::run_queue::RunQueue;
 use super::timers::{Deadline, Epoch, TimerId, TimerQueue};
 use crate::greenlet::{Greenlet as Raw, GreenletExit};
-use crate::spawn::JoinState;
+use crate::spawn::{JoinState, OutcomeKind};
 use crate::sys::{Backend, Events, Interest, Notifier, Poller};
-use std::cell::{Cell, RefCell};
+use std::any::Any;
+use std::cell::{Cell, OnceCell, RefCell};
 use std::collections::HashMap;
 use std::fmt;
 use std::io;
@@ -70,8 +71,9 @@ pub(crate) enum Wake {
 ///
 /// * At most one interrupt is pending per greenlet. When a second arrives before the first
 ///   was raised, the stronger one stays: a kill beats a timeout, and of two timeouts the outer
-///   one (smaller `depth`) wins, because unwinding to the outer scope also leaves the inner
-///   one. So an outer timeout is never lost.
+///   one wins, because unwinding to the outer scope also leaves the inner one. So an outer
+///   timeout is never lost. (Scope ids are handed out in increasing order and scopes nest,
+///   so of two scopes open in one greenlet the outer one has the smaller id.)
 /// * A parked greenlet is woken at once and the interrupt is raised where it parked. A
 ///   greenlet that is ready (already woken) keeps the interrupt pending, so that what woke it
 ///   (an item handed over, say) is not lost; it is raised at its next blocking call or yield.
@@ -81,25 +83,36 @@ pub(crate) enum Wake {
 pub(crate) enum Interrupt {
     /// Unwind with [`GreenletExit`].
     Kill,
-    /// Unwind to the `timeout` scope with this id, `depth` scopes deep.
-    Elapsed { id: u64, depth: u32 },
+    /// Unwind to the `timeout` scope with this id (ids start at 1 and only grow).
+    Elapsed { id: u64 },
 }
 
 impl Interrupt {
     fn merge(pending: Option<Interrupt>, new: Interrupt) -> Interrupt {
         match (pending, new) {
             (Some(Interrupt::Kill), _) | (_, Interrupt::Kill) => Interrupt::Kill,
-            (
-                Some(a @ Interrupt::Elapsed { depth: da, .. }),
-                b @ Interrupt::Elapsed { depth: db, .. },
-            ) => {
-                if da <= db {
-                    a
-                } else {
-                    b
-                }
+            (Some(Interrupt::Elapsed { id: a }), Interrupt::Elapsed { id: b }) => {
+                Interrupt::Elapsed { id: a.min(b) }
             }
             (None, b) => b,
+        }
+    }
+
+    /// The interrupt as one word, for the task: 0 for none, `u64::MAX` for a kill, else the
+    /// scope id (never 0, and never `u64::MAX` in practice: that many scopes cannot be opened).
+    fn pack(i: Option<Interrupt>) -> u64 {
+        match i {
+            None => 0,
+            Some(Interrupt::Kill) => u64::MAX,
+            Some(Interrupt::Elapsed { id }) => id,
+        }
+    }
+
+    fn unpack(word: u64) -> Option<Interrupt> {
+        match word {
+            0 => None,
+            u64::MAX => Some(Interrupt::Kill),
+            id => Some(Interrupt::Elapsed { id }),
         }
     }
 }
@@ -113,7 +126,7 @@ pub(crate) struct ElapsedSignal {
 fn raise(i: Interrupt) -> ! {
     match i {
         Interrupt::Kill => panic::resume_unwind(Box::new(GreenletExit)),
-        Interrupt::Elapsed { id, .. } => panic::resume_unwind(Box::new(ElapsedSignal { id })),
+        Interrupt::Elapsed { id } => panic::resume_unwind(Box::new(ElapsedSignal { id })),
     }
 }
 
@@ -128,8 +141,57 @@ pub(crate) enum Waiting {
     Join(u64),
     /// A file descriptor's readiness.
     Fd { fd: RawFd, write: bool },
-    /// Anything else, described.
-    On(&'static str),
+    /// Anything else.
+    On(WaitOn),
+}
+
+/// The other things a greenlet can wait on (one word in the task, see [`Waiting`]): add a
+/// variant for each new kind of wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum WaitOn {
+    /// [`Event::wait`](crate::Event::wait).
+    Event,
+    /// [`wait_any`](crate::wait_any) and [`iwait`](crate::iwait).
+    Any,
+}
+
+impl WaitOn {
+    const ALL: [WaitOn; 2] = [WaitOn::Event, WaitOn::Any];
+
+    /// How `run_info` describes it.
+    pub(crate) fn describe(self) -> &'static str {
+        match self {
+            WaitOn::Event => "Event::wait",
+            WaitOn::Any => "wait_any/iwait",
+        }
+    }
+}
+
+impl Waiting {
+    /// A kind byte and a data word (the task stores them apart, to stay small).
+    fn pack(self) -> (u8, u64) {
+        match self {
+            Waiting::Nothing => (0, 0),
+            Waiting::Sleep(d) => (1, d.as_nanos()),
+            Waiting::Join(id) => (2, id),
+            Waiting::Fd { fd, write } => (3, u64::from(fd as u32) | (u64::from(write) << 32)),
+            Waiting::On(what) => (4, what as u64),
+        }
+    }
+
+    fn unpack(kind: u8, data: u64) -> Waiting {
+        match kind {
+            1 => Waiting::Sleep(Deadline::from_nanos(data)),
+            2 => Waiting::Join(data),
+            3 => Waiting::Fd {
+                fd: data as u32 as RawFd,
+                write: data >> 32 != 0,
+            },
+            4 => Waiting::On(WaitOn::ALL[data as usize]),
+            _ => Waiting::Nothing,
+        }
+    }
 }
 
 /// Who a spawned greenlet is, for introspection and reports.
@@ -154,12 +216,22 @@ pub(crate) struct TaskInfo {
 /// ```
 ///
 /// `parked` is true exactly while the greenlet waits for a waker of `generation`; `started`
-/// and `finished` bracket its body; `interrupt` is the pending kill or timeout (see
+/// and `finished` bracket its body; the pending interrupt is the kill or timeout to raise (see
 /// [`Interrupt`] for when it is raised).
 ///
-/// The fields are laid out in this order (`repr(C)`): those every switch, park and wake
-/// touch first, in the task's first 64 bytes (next to the `Rc` counts); the ones read at
-/// spawn, at the end and by introspection after them.
+/// # Layout
+///
+/// A task is one allocation of 128 bytes (an `Rc` of 120: a test checks it), one per greenlet
+/// for as long as a handle or a waker holds it, so it is kept small, and laid out (`repr(C)`)
+/// for the cache:
+///
+/// * the first 64 bytes (with the `Rc` counts) hold what every start, switch, park and wake
+///   touches: the greenlet, the park generation, what it waits for, the pending interrupt,
+///   the flags, the id;
+/// * the next 56 hold what the end of a greenlet and its handle touch: the outcome, where
+///   and by whom it was spawned, its registry slot;
+/// * what few greenlets need (a name, joiners that had to wait, links, a `spawn_later`
+///   timer) lives in a [`TaskExtra`] allocated on first use.
 #[repr(C)]
 pub(crate) struct Task {
     /// The greenlet. The hub takes it out while it runs the greenlet, and drops it once the
@@ -168,44 +240,75 @@ pub(crate) struct Task {
     raw: Cell<Option<Raw>>,
     /// Bumped by every park; a waker only acts on the generation it was made for.
     generation: Cell<u64>,
-    pub(crate) interrupt: Cell<Option<Interrupt>>,
-    pub(crate) waiting: Cell<Waiting>,
+    /// What it waits for: the data word of [`Waiting::pack`] (the kind is `waiting_kind`).
+    waiting_data: Cell<u64>,
+    /// The pending interrupt, [`Interrupt::pack`]ed.
+    interrupt: Cell<u64>,
+    /// The greenlet's id (kept here: it outlives the greenlet's stack, where the raw one lives).
+    id: u64,
     /// Whether the task is parked (waiting for a waker of `generation`).
     parked: Cell<bool>,
     wake: Cell<Wake>,
     pub(crate) started: Cell<bool>,
     pub(crate) finished: Cell<bool>,
-    /// How many `timeout` scopes are open in this greenlet.
-    pub(crate) timeout_depth: Cell<u32>,
-    /// The greenlet's id (kept here: it outlives the greenlet's stack, where the raw one lives).
-    id: u64,
-    /// What a spawned greenlet's handle waits for and reads: its joiners, its outcome, its
-    /// links (kept here, in the task's own allocation, so that a spawn allocates once).
-    pub(crate) join: JoinState,
-    pub(crate) info: Option<TaskInfo>,
-    /// The timer that will start a `spawn_later` greenlet.
-    pub(crate) start_timer: Cell<Option<TimerId>>,
+    waiting_kind: Cell<u8>,
+    // ---- 64 bytes (with the counts) ----
     /// Its slot in the hub's registry (for `run_info`), or `u32::MAX`.
     slot: Cell<u32>,
+    /// Which outcome `outcome` holds (see `crate::spawn`).
+    pub(crate) outcome_kind: Cell<OutcomeKind>,
+    /// Where it was spawned (`None` for a thread's main greenlet).
+    spawned_at: Option<&'static Location<'static>>,
+    /// The id of the greenlet that spawned it.
+    spawner: u64,
+    /// What a spawned greenlet's handle reads once it has finished: its value or its error,
+    /// type-erased (see `crate::spawn`). In the task's own allocation, so that a spawn
+    /// allocates once.
+    pub(crate) outcome: RefCell<Option<Box<dyn Any>>>,
+    /// What few greenlets need, allocated on first use.
+    extra: OnceCell<Box<TaskExtra>>,
+}
+
+/// The rarely used part of a [`Task`].
+#[derive(Default)]
+pub(crate) struct TaskExtra {
+    pub(crate) name: Option<Arc<str>>,
+    /// The timer that will start a `spawn_later` greenlet.
+    pub(crate) start_timer: Cell<Option<TimerId>>,
+    /// Who waits for a spawned greenlet to finish, and its links.
+    pub(crate) join: JoinState,
 }
 
 impl Task {
     pub(crate) fn new(raw: Raw, info: Option<TaskInfo>) -> Rc<Task> {
+        let (name, spawned_at, spawner) = match info {
+            Some(i) => (i.name, Some(i.spawned_at), i.spawner),
+            None => (None, None, 0),
+        };
+        let extra = OnceCell::new();
+        if name.is_some() {
+            let _ = extra.set(Box::new(TaskExtra {
+                name,
+                ..TaskExtra::default()
+            }));
+        }
         Rc::new(Task {
             id: raw.id(),
             raw: Cell::new(Some(raw)),
             generation: Cell::new(0),
+            waiting_data: Cell::new(0),
+            interrupt: Cell::new(0),
             parked: Cell::new(false),
             wake: Cell::new(Wake::Ready),
-            interrupt: Cell::new(None),
-            timeout_depth: Cell::new(0),
-            waiting: Cell::new(Waiting::Nothing),
             started: Cell::new(false),
             finished: Cell::new(false),
-            start_timer: Cell::new(None),
+            waiting_kind: Cell::new(0),
             slot: Cell::new(u32::MAX),
-            info,
-            join: JoinState::default(),
+            outcome_kind: Cell::new(OutcomeKind::Pending),
+            spawned_at,
+            spawner,
+            outcome: RefCell::new(None),
+            extra,
         })
     }
 
@@ -217,6 +320,65 @@ impl Task {
     /// The greenlet's id.
     pub(crate) fn id(&self) -> u64 {
         self.id
+    }
+
+    /// Whether it is a spawned greenlet (not a thread's main one).
+    pub(crate) fn is_spawned(&self) -> bool {
+        self.spawned_at.is_some()
+    }
+
+    /// Where it was spawned (`None` for a thread's main greenlet).
+    pub(crate) fn spawned_at(&self) -> Option<&'static Location<'static>> {
+        self.spawned_at
+    }
+
+    /// The greenlet that spawned it (`None` for a thread's main greenlet).
+    pub(crate) fn spawner(&self) -> Option<u64> {
+        self.spawned_at.map(|_| self.spawner)
+    }
+
+    /// Its name, if it was given one.
+    pub(crate) fn name(&self) -> Option<&Arc<str>> {
+        self.extra.get().and_then(|x| x.name.as_ref())
+    }
+
+    /// The rarely used part, allocated now if it was not yet.
+    pub(crate) fn extra(&self) -> &TaskExtra {
+        self.extra.get_or_init(Box::default)
+    }
+
+    /// The rarely used part, if it was ever needed.
+    pub(crate) fn extra_if_any(&self) -> Option<&TaskExtra> {
+        self.extra.get().map(|x| &**x)
+    }
+
+    /// What it waits for.
+    pub(crate) fn waiting(&self) -> Waiting {
+        Waiting::unpack(self.waiting_kind.get(), self.waiting_data.get())
+    }
+
+    #[inline]
+    fn set_waiting(&self, w: Waiting) {
+        let (kind, data) = w.pack();
+        self.waiting_kind.set(kind);
+        self.waiting_data.set(data);
+    }
+
+    /// The pending interrupt.
+    #[inline]
+    pub(crate) fn interrupt(&self) -> Option<Interrupt> {
+        Interrupt::unpack(self.interrupt.get())
+    }
+
+    #[inline]
+    pub(crate) fn set_interrupt(&self, i: Option<Interrupt>) {
+        self.interrupt.set(Interrupt::pack(i));
+    }
+
+    /// Takes the pending interrupt out.
+    #[inline]
+    fn take_interrupt(&self) -> Option<Interrupt> {
+        Interrupt::unpack(self.interrupt.replace(0))
     }
 }
 
@@ -277,7 +439,9 @@ impl TimerAction {
             }
             TimerAction::Interrupt(t, i) => interrupt(&t, i),
             TimerAction::Start(t) => {
-                t.start_timer.set(None);
+                if let Some(x) = t.extra_if_any() {
+                    x.start_timer.set(None);
+                }
                 schedule(t);
             }
         }
@@ -669,14 +833,13 @@ pub(crate) fn interrupt(task: &Rc<Task>, what: Interrupt) {
     if task.finished.get() {
         return;
     }
-    task.interrupt
-        .set(Some(Interrupt::merge(task.interrupt.get(), what)));
+    task.set_interrupt(Some(Interrupt::merge(task.interrupt(), what)));
     if task.parked.get() {
         task.parked.set(false);
         task.wake.set(Wake::Interrupted);
         schedule(task.clone());
     } else if !task.started.get() {
-        if let Some(id) = task.start_timer.take() {
+        if let Some(id) = task.extra_if_any().and_then(|x| x.start_timer.take()) {
             cancel_timer(id);
             schedule(task.clone());
         }
@@ -687,8 +850,8 @@ pub(crate) fn interrupt(task: &Rc<Task>, what: Interrupt) {
 /// already: a second unwind would abort the process).
 #[inline]
 pub(crate) fn check_interrupt(me: &Task) {
-    if me.interrupt.get().is_some() && !std::thread::panicking() {
-        if let Some(i) = me.interrupt.take() {
+    if me.interrupt.get() != 0 && !std::thread::panicking() {
+        if let Some(i) = me.take_interrupt() {
             raise(i);
         }
     }
@@ -708,7 +871,7 @@ pub(crate) fn park<G>(waiting: Waiting, prepare: impl FnOnce(&Waker) -> G) -> (W
     let gen = me.generation.get() + 1;
     me.generation.set(gen);
     me.parked.set(true);
-    me.waiting.set(waiting);
+    me.set_waiting(waiting);
     let waker = Waker {
         task: me.clone(),
         generation: gen,
@@ -720,10 +883,10 @@ pub(crate) fn park<G>(waiting: Waiting, prepare: impl FnOnce(&Waker) -> G) -> (W
         switch_to_hub();
     }
     me.parked.set(false);
-    me.waiting.set(Waiting::Nothing);
+    me.set_waiting(Waiting::Nothing);
     let why = me.wake.get();
     if why == Wake::Interrupted && !std::thread::panicking() {
-        if let Some(i) = me.interrupt.take() {
+        if let Some(i) = me.take_interrupt() {
             drop(guard);
             raise(i);
         }
@@ -1159,4 +1322,71 @@ pub(crate) fn try_current_task() -> Option<Rc<Task>> {
     let h = try_hub()?;
     let c = h.current.try_borrow().ok()?.clone();
     c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_task_is_small_and_its_hot_fields_share_a_cache_line() {
+        // An `Rc<Task>` is the task plus two counts: 120 bytes, which malloc serves from a
+        // 128-byte chunk (the park benchmark's RSS per greenlet counts it).
+        assert!(
+            std::mem::size_of::<Task>() <= 104,
+            "{}",
+            std::mem::size_of::<Task>()
+        );
+        // What every start, park and wake touches lies within the first 64 bytes of the
+        // allocation (16 of them are the counts).
+        assert!(std::mem::offset_of!(Task, waiting_kind) < 64 - 16);
+        assert!(std::mem::offset_of!(Task, id) < 64 - 16);
+    }
+
+    #[test]
+    fn waiting_round_trips_through_its_packed_form() {
+        for w in [
+            Waiting::Nothing,
+            Waiting::Sleep(Deadline::from_nanos(0)),
+            Waiting::Sleep(Deadline::MAX),
+            Waiting::Join(u64::MAX - 1),
+            Waiting::Fd { fd: 0, write: true },
+            Waiting::Fd {
+                fd: RawFd::MAX,
+                write: false,
+            },
+            Waiting::Fd {
+                fd: -1,
+                write: true,
+            },
+            Waiting::On(WaitOn::Event),
+            Waiting::On(WaitOn::Any),
+        ] {
+            let (k, d) = w.pack();
+            assert_eq!(Waiting::unpack(k, d), w);
+        }
+        for (i, w) in WaitOn::ALL.iter().enumerate() {
+            assert_eq!(*w as usize, i);
+        }
+    }
+
+    #[test]
+    fn interrupts_merge_kill_first_then_the_outer_timeout() {
+        let outer = Interrupt::Elapsed { id: 3 };
+        let inner = Interrupt::Elapsed { id: 9 };
+        assert_eq!(Interrupt::merge(None, inner), inner);
+        assert_eq!(Interrupt::merge(Some(inner), outer), outer);
+        assert_eq!(Interrupt::merge(Some(outer), inner), outer);
+        assert_eq!(
+            Interrupt::merge(Some(outer), Interrupt::Kill),
+            Interrupt::Kill
+        );
+        assert_eq!(
+            Interrupt::merge(Some(Interrupt::Kill), inner),
+            Interrupt::Kill
+        );
+        for i in [None, Some(Interrupt::Kill), Some(outer), Some(inner)] {
+            assert_eq!(Interrupt::unpack(Interrupt::pack(i)), i);
+        }
+    }
 }

@@ -61,6 +61,9 @@ use std::collections::VecDeque;
 /// millisecond.
 pub const TURN_BUDGET: usize = 64;
 
+/// A draining queue keeps at least this many slots (see [`RunQueue::pop`]).
+pub const KEEP_SLOTS: usize = 1024;
+
 /// Ready entries in FIFO order, run in budgeted turns.
 #[derive(Debug, Clone)]
 pub struct RunQueue<T> {
@@ -103,8 +106,29 @@ impl<T> RunQueue<T> {
     }
 
     /// Takes the entry at the front, the one ready longest.
+    ///
+    /// A queue that a burst filled gives its memory back as it drains: once fewer than a
+    /// quarter of its slots are used (and it has more than [`KEEP_SLOTS`]), it shrinks to half.
+    #[inline]
     pub fn pop(&mut self) -> Option<T> {
-        self.ready.pop_front()
+        let e = self.ready.pop_front();
+        let cap = self.ready.capacity();
+        if cap > KEEP_SLOTS && self.ready.len() < cap / 4 {
+            self.shrink();
+        }
+        e
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn shrink(&mut self) {
+        let cap = self.ready.capacity();
+        self.ready.shrink_to(cap / 2);
+    }
+
+    /// How many entries it has room for without growing.
+    pub fn capacity(&self) -> usize {
+        self.ready.capacity()
     }
 
     /// The number of ready entries.
@@ -146,6 +170,24 @@ mod tests {
             (0..10).collect::<Vec<_>>()
         );
         assert_eq!(q.pop(), None);
+    }
+
+    #[test]
+    fn a_drained_burst_gives_its_memory_back() {
+        let mut q = RunQueue::new();
+        for i in 0..100_000 {
+            q.push(i);
+        }
+        assert!(q.capacity() >= 100_000);
+        for i in 0..100_000 {
+            assert_eq!(q.pop(), Some(i));
+            // Memory in proportion to what is queued, not to the peak.
+            assert!(q.capacity() <= (4 * q.len() + 4).max(2 * KEEP_SLOTS));
+        }
+        assert!(q.capacity() <= 2 * KEEP_SLOTS, "{}", q.capacity());
+        // Still a queue.
+        q.push(7);
+        assert_eq!(q.pop(), Some(7));
     }
 
     #[test]
