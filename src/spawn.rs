@@ -326,6 +326,11 @@ impl Builder {
 
 /// The body of every spawned greenlet: run `f` (unless killed before starting), keep the
 /// outcome, report a panic, fire the links, wake the joiners.
+///
+/// Only what must be live while `f` runs is in this frame (the task and `f`'s own state):
+/// the rest is in out-of-line functions that run before or after it. A greenlet's first run
+/// writes every stack line its frames cover, so a smaller frame is a faster start.
+#[inline(always)]
 fn run_body<T: 'static, F: FnOnce() -> T>(f: F) {
     let me = hub::current_task();
     me.started.set(true);
@@ -336,18 +341,31 @@ fn run_body<T: 'static, F: FnOnce() -> T>(f: F) {
     } else {
         match panic::catch_unwind(AssertUnwindSafe(f)) {
             Ok(v) => Ok(v),
-            Err(p) if p.is::<GreenletExit>() => Err(GreenletError::Killed),
-            Err(p) => {
-                let message = if p.is::<ElapsedSignal>() {
-                    "a timeout fired outside its scope".to_string()
-                } else {
-                    raw::panic_message(&*p)
-                };
-                report_panic(&me, &message);
-                Err(GreenletError::Panicked { message })
-            }
+            Err(p) => Err(caught(&me, p)),
         }
     };
+    finish(me, outcome);
+}
+
+/// What a panic that ended a greenlet's body means (reported here).
+#[cold]
+#[inline(never)]
+fn caught(me: &Task, p: Box<dyn Any + Send>) -> GreenletError {
+    if p.is::<GreenletExit>() {
+        return GreenletError::Killed;
+    }
+    let message = if p.is::<ElapsedSignal>() {
+        "a timeout fired outside its scope".to_string()
+    } else {
+        raw::panic_message(&*p)
+    };
+    report_panic(me, &message);
+    GreenletError::Panicked { message }
+}
+
+/// The end of a greenlet's body: keep the outcome, fire the links, wake the joiners.
+#[inline(never)]
+fn finish<T: 'static>(me: Rc<Task>, outcome: Result<T, GreenletError>) {
     me.finished.set(true);
     me.set_interrupt(None);
     hub::unregister(&me);

@@ -10,7 +10,8 @@
 //!   ┌─> 1. callbacks sent from other threads (HubHandle)
 //!   │   2. run the greenlets that were ready at the start of the turn (FIFO, bounded)
 //!   │   3. fire expired timers (in deadline order, FIFO among equals)
-//!   │   4. poll I/O: without blocking if anything is ready, else until the next timer
+//!   │   4. poll I/O: without blocking if anything is ready (at most every 64 runs, and
+//!   │      only if a greenlet waits for an fd), else until the next timer
 //!   │      (about to wait a millisecond or more? first unmap a batch of retired stacks)
 //!   └── 5. nothing could ever wake anyone? wake the main greenlet with LoopExit
 //! ```
@@ -33,6 +34,7 @@
 //!   parks; the hub wakes it.
 
 use super::monitor::Probe;
+use super::prefetch;
 use super::run_queue::RunQueue;
 use super::timers::{Deadline, Epoch, TimerId, TimerQueue};
 use crate::greenlet::{Greenlet as Raw, GreenletExit};
@@ -310,6 +312,25 @@ impl Task {
             outcome: RefCell::new(None),
             extra,
         })
+    }
+
+    /// Prefetches the task's first cache line, and the next (an allocation need not start a
+    /// line): what the hub and a switch touch first.
+    #[inline(always)]
+    fn prefetch_hot(&self) {
+        let p = self as *const Task as usize;
+        prefetch::line(p - 16);
+        prefetch::line(p + 47);
+    }
+
+    /// Where the greenlet's header is (0 if the task has none now): see
+    /// [`Raw::header_addr`].
+    #[inline(always)]
+    fn header_hint(&self) -> usize {
+        let raw = self.raw.take();
+        let h = raw.as_ref().map_or(0, Raw::header_addr);
+        self.raw.set(raw);
+        h
     }
 
     /// Whether it is parked.
@@ -1127,9 +1148,73 @@ impl Hub {
 /// alone): a batch takes up to a few hundred microseconds, which must not make a timer late.
 const TRIM_IDLE: Duration = Duration::from_millis(1);
 
-/// How many greenlet runs the hub allows between two polls of I/O while greenlets are ready:
-/// the bound on how long a busy loop of yields can keep I/O waiting.
+/// How many greenlet runs the hub allows between two polls of I/O while greenlets are ready
+/// and some wait for a file descriptor: the bound on how long a busy loop of yields can keep
+/// I/O waiting.
 const POLL_EVERY: usize = 64;
+
+/// The hub prefetches what the greenlets it is about to run will touch first (see
+/// [`prefetch_ahead`]) only while at least this many are ready: a short queue holds greenlets
+/// that ran a moment ago, still in cache.
+const PREFETCH_MIN_QUEUE: usize = 4;
+/// Every this many runs, the hub starts loading the headers (stack tops) of this many
+/// greenlets, [`PREFETCH_HEADERS_AT`] places ahead, and the tasks of this many further on.
+const PREFETCH_BATCH: usize = 4;
+const PREFETCH_HEADERS_AT: usize = 3;
+const PREFETCH_TASKS_AT: usize = 11;
+/// At every run, the hub loads the stack lines of the greenlet this many places ahead: its
+/// header and [`PREFETCH_STACK_BYTES`] below it, about what a start (entry, body, a first
+/// blocking call, the switch back) writes.
+const PREFETCH_STACK_AT: usize = 1;
+const PREFETCH_STACK_BYTES: usize = 768;
+
+/// Starts loading, into the cache, what the next greenlets in `ready` will touch when they
+/// run (their memory has gone cold when many are ready: a burst of spawns or wakes).
+///
+/// A greenlet's run begins with a chain of dependent loads (its task, then its header at the
+/// top of its stack, then the frames below), each a cache miss and the header usually a TLB
+/// miss too, one after the other; fetched ahead they overlap each other and the runs before.
+/// So, `runs` being the number of runs so far:
+///
+/// * every [`PREFETCH_BATCH`] runs, the tasks [`PREFETCH_TASKS_AT`] places ahead (their
+///   first lines: the counts and the greenlet), and the headers [`PREFETCH_HEADERS_AT`] places
+///   ahead (read from tasks loaded by an earlier batch). A batch at a time, so that the page
+///   walks of the headers overlap: a prefetch waits for its walk;
+/// * at every run, the header and the frames below it of the greenlet [`PREFETCH_STACK_AT`]
+///   places ahead (its stack's page now in the TLB).
+///
+/// Prefetches are hints: they change nothing but timing (see [`prefetch`]).
+#[inline(always)]
+fn prefetch_ahead(ready: &RunQueue<Rc<Task>>, runs: usize) {
+    if ready.len() < PREFETCH_MIN_QUEUE {
+        return;
+    }
+    if runs % PREFETCH_BATCH == 0 {
+        for i in PREFETCH_TASKS_AT..PREFETCH_TASKS_AT + PREFETCH_BATCH {
+            if let Some(t) = ready.get(i) {
+                t.prefetch_hot();
+            }
+        }
+        for i in PREFETCH_HEADERS_AT..PREFETCH_HEADERS_AT + PREFETCH_BATCH {
+            if let Some(t) = ready.get(i) {
+                prefetch::line(t.header_hint());
+            }
+        }
+    }
+    if let Some(t) = ready.get(PREFETCH_STACK_AT) {
+        let h = t.header_hint();
+        if h != 0 {
+            // The header is at the top of the stack: no further than its page's end (the next
+            // page is another mapping, or another stack's guard).
+            let end = (h + HEADER_BYTES).min((h | (prefetch::PAGE - 1)) + 1);
+            prefetch::range_down(h.saturating_sub(PREFETCH_STACK_BYTES), end);
+        }
+    }
+}
+
+/// About how many bytes a greenlet's header takes, above its address (see
+/// [`Raw::header_addr`]).
+const HEADER_BYTES: usize = 256;
 
 /// The body of the hub greenlet. Never returns.
 fn run_loop() {
@@ -1143,6 +1228,8 @@ fn run_loop() {
     // call) poll until this reaches POLL_EVERY: a loop of yields still lets I/O in at least
     // that often, without paying a syscall per turn.
     let mut since_poll = 0usize;
+    // Greenlet runs so far (wrapping): paces the prefetching of the next ones.
+    let mut runs = 0usize;
     loop {
         // 1. Callbacks from other threads (a plain load first: the common answer is no).
         if hub.remote.pending.load(Ordering::Acquire)
@@ -1167,6 +1254,8 @@ fn run_loop() {
             let Some(task) = hub.ready.borrow_mut().pop() else {
                 break;
             };
+            runs = runs.wrapping_add(1);
+            prefetch_ahead(&hub.ready.borrow(), runs);
             // Out of the task while it runs (nothing needs it meanwhile: see `Task::raw`).
             let Some(raw) = task.raw.take() else {
                 continue; // finished and released already
@@ -1207,10 +1296,12 @@ fn run_loop() {
         }
 
         // 4. I/O: block only if nothing is ready, and only until the next timer; with greenlets
-        //    ready, poll (without blocking) once every POLL_EVERY runs.
+        //    ready, poll (without blocking) once every POLL_EVERY runs, if any greenlet waits
+        //    for a file descriptor (else there is nothing to poll for: callbacks from other
+        //    threads are seen in step 1 without it).
         let timeout =
             if !hub.ready.borrow().is_empty() || hub.remote.pending.load(Ordering::Acquire) {
-                if since_poll < POLL_EVERY {
+                if since_poll < POLL_EVERY || hub.io.borrow().is_empty() {
                     continue;
                 }
                 Some(Duration::ZERO)

@@ -21,6 +21,7 @@
 
 pub mod event_loop;
 pub mod monitor;
+pub(crate) mod prefetch;
 pub mod run_queue;
 pub mod timers;
 pub(crate) mod wait_list;

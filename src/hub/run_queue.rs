@@ -131,6 +131,11 @@ impl<T> RunQueue<T> {
         self.ready.capacity()
     }
 
+    /// The entry `i` places from the front (0: the next to run), if there are that many.
+    pub fn get(&self, i: usize) -> Option<&T> {
+        self.ready.get(i)
+    }
+
     /// The number of ready entries.
     pub fn len(&self) -> usize {
         self.ready.len()
