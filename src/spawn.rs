@@ -280,7 +280,7 @@ impl Builder {
         let g = self.build(Location::caller(), f)?;
         let id = hub::add_timer(
             hub::deadline_after(delay),
-            TimerAction::Start(g.task.clone()),
+            TimerAction::start(g.task.clone()),
         );
         g.task.extra().start_timer.set(Some(id));
         Ok(g)

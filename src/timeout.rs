@@ -66,7 +66,7 @@ pub fn timeout<T>(d: Duration, f: impl FnOnce() -> T) -> Result<T, Elapsed> {
     let id = NEXT_SCOPE.fetch_add(1, Ordering::Relaxed);
     let timer = hub::add_timer(
         hub::deadline_after(d),
-        TimerAction::Interrupt(me.clone(), Interrupt::Elapsed { id }),
+        TimerAction::interrupt(me.clone(), Interrupt::Elapsed { id }),
     );
     let r = panic::catch_unwind(AssertUnwindSafe(f));
     hub::cancel_timer(timer);

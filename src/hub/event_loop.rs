@@ -442,28 +442,82 @@ impl fmt::Debug for Waker {
     }
 }
 
-/// What a timer does when it fires.
-pub(crate) enum TimerAction {
-    /// Ends a wait with [`Wake::Timeout`].
-    Wake(Waker),
-    /// Raises an interrupt (a `timeout` scope) in a greenlet.
-    Interrupt(Rc<Task>, Interrupt),
+/// What a timer does when it fires: one of [`TimerDo`], for one task, kept in 16 bytes (a
+/// burst of sleeps stores one per sleeper: see [`crate::hub::timers`] on memory).
+pub(crate) struct TimerAction {
+    task: Rc<Task>,
+    /// 0: [`TimerDo::Start`]; [`TimerAction::INTERRUPT`] set: [`TimerDo::Interrupt`], the
+    /// rest the [`Interrupt::pack`]ed interrupt; else [`TimerDo::Wake`] for this park
+    /// generation (never 0, and below 2^63: a park bumps it by one).
+    word: u64,
+}
+
+/// What a [`TimerAction`] does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TimerDo {
+    /// Ends the wait of this park generation with [`Wake::Timeout`] (a [`Waker`]).
+    Wake(u64),
+    /// Raises an interrupt (a `timeout` scope).
+    Interrupt(Interrupt),
     /// Starts a `spawn_later` greenlet.
-    Start(Rc<Task>),
+    Start,
 }
 
 impl TimerAction {
+    const INTERRUPT: u64 = 1 << 63;
+
+    /// Wakes `w` with [`Wake::Timeout`].
+    pub(crate) fn wake(w: &Waker) -> TimerAction {
+        debug_assert!(w.generation != 0 && w.generation < Self::INTERRUPT);
+        TimerAction {
+            task: w.task.clone(),
+            word: w.generation,
+        }
+    }
+
+    /// Raises `i` in `task`.
+    pub(crate) fn interrupt(task: Rc<Task>, i: Interrupt) -> TimerAction {
+        TimerAction {
+            task,
+            word: Self::INTERRUPT | Interrupt::pack(Some(i)),
+        }
+    }
+
+    /// Starts `task` (a `spawn_later` greenlet).
+    pub(crate) fn start(task: Rc<Task>) -> TimerAction {
+        TimerAction { task, word: 0 }
+    }
+
+    fn what(&self) -> TimerDo {
+        match self.word {
+            0 => TimerDo::Start,
+            w if w & Self::INTERRUPT != 0 => TimerDo::Interrupt(
+                Interrupt::unpack(if w == u64::MAX {
+                    w
+                } else {
+                    w & !Self::INTERRUPT
+                })
+                .expect("a packed interrupt"),
+            ),
+            generation => TimerDo::Wake(generation),
+        }
+    }
+
     fn fire(self) {
-        match self {
-            TimerAction::Wake(w) => {
-                w.wake(Wake::Timeout);
+        match self.what() {
+            TimerDo::Wake(generation) => {
+                Waker {
+                    task: self.task,
+                    generation,
+                }
+                .wake(Wake::Timeout);
             }
-            TimerAction::Interrupt(t, i) => interrupt(&t, i),
-            TimerAction::Start(t) => {
-                if let Some(x) = t.extra_if_any() {
+            TimerDo::Interrupt(i) => interrupt(&self.task, i),
+            TimerDo::Start => {
+                if let Some(x) = self.task.extra_if_any() {
                     x.start_timer.set(None);
                 }
-                schedule(t);
+                schedule(self.task);
             }
         }
     }
@@ -969,7 +1023,7 @@ impl Drop for TimerGuard {
 /// when the guard drops.
 #[inline]
 pub(crate) fn timeout_guard(w: &Waker, timeout: Option<Duration>) -> TimerGuard {
-    TimerGuard(timeout.map(|d| add_timer(deadline_after(d), TimerAction::Wake(w.clone()))))
+    TimerGuard(timeout.map(|d| add_timer(deadline_after(d), TimerAction::wake(w))))
 }
 
 /// Suspends the running greenlet for `d`; other greenlets run meanwhile. A zero duration
@@ -980,7 +1034,7 @@ pub fn sleep(d: Duration) {
     }
     let deadline = deadline_after(d);
     park(Waiting::Sleep(deadline), |w| {
-        TimerGuard(Some(add_timer(deadline, TimerAction::Wake(w.clone()))))
+        TimerGuard(Some(add_timer(deadline, TimerAction::wake(w))))
     });
 }
 
@@ -1163,10 +1217,10 @@ const PREFETCH_BATCH: usize = 4;
 const PREFETCH_HEADERS_AT: usize = 3;
 const PREFETCH_TASKS_AT: usize = 11;
 /// At every run, the hub loads the stack lines of the greenlet this many places ahead: its
-/// header and [`PREFETCH_STACK_BYTES`] below it, about what a start (entry, body, a first
-/// blocking call, the switch back) writes.
+/// header and the lines below it, [`PREFETCH_STACK_LINES`] in all (1 KiB), about what a
+/// start (entry, body, a first blocking call, the switch back) writes.
 const PREFETCH_STACK_AT: usize = 1;
-const PREFETCH_STACK_BYTES: usize = 768;
+const PREFETCH_STACK_LINES: usize = 16;
 
 /// Starts loading, into the cache, what the next greenlets in `ready` will touch when they
 /// run (their memory has gone cold when many are ready: a burst of spawns or wakes).
@@ -1181,7 +1235,8 @@ const PREFETCH_STACK_BYTES: usize = 768;
 ///   ahead (read from tasks loaded by an earlier batch). A batch at a time, so that the page
 ///   walks of the headers overlap: a prefetch waits for its walk;
 /// * at every run, the header and the frames below it of the greenlet [`PREFETCH_STACK_AT`]
-///   places ahead (its stack's page now in the TLB).
+///   places ahead (its stack's page now in the TLB): 16 lines, which measured best (fewer
+///   leave the frames to the hardware prefetcher, which does not keep up).
 ///
 /// Prefetches are hints: they change nothing but timing (see [`prefetch`]).
 #[inline(always)]
@@ -1207,7 +1262,7 @@ fn prefetch_ahead(ready: &RunQueue<Rc<Task>>, runs: usize) {
             // The header is at the top of the stack: no further than its page's end (the next
             // page is another mapping, or another stack's guard).
             let end = (h + HEADER_BYTES).min((h | (prefetch::PAGE - 1)) + 1);
-            prefetch::range_down(h.saturating_sub(PREFETCH_STACK_BYTES), end);
+            prefetch::lines_below::<PREFETCH_STACK_LINES>(end);
         }
     }
 }
@@ -1458,6 +1513,33 @@ mod tests {
         }
         for (i, w) in WaitOn::ALL.iter().enumerate() {
             assert_eq!(*w as usize, i);
+        }
+    }
+
+    #[test]
+    fn a_timer_action_is_two_words_and_says_what_it_does() {
+        assert_eq!(std::mem::size_of::<TimerAction>(), 16);
+        assert_eq!(std::mem::size_of::<Option<TimerAction>>(), 16);
+        let t = Task::new(Raw::current(), None);
+        for (a, want) in [
+            (TimerAction::start(t.clone()), TimerDo::Start),
+            (
+                TimerAction::wake(&Waker {
+                    task: t.clone(),
+                    generation: 7,
+                }),
+                TimerDo::Wake(7),
+            ),
+            (
+                TimerAction::interrupt(t.clone(), Interrupt::Kill),
+                TimerDo::Interrupt(Interrupt::Kill),
+            ),
+            (
+                TimerAction::interrupt(t.clone(), Interrupt::Elapsed { id: 12 }),
+                TimerDo::Interrupt(Interrupt::Elapsed { id: 12 }),
+            ),
+        ] {
+            assert_eq!(a.what(), want);
         }
     }
 

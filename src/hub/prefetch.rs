@@ -24,14 +24,12 @@ pub(crate) fn line(addr: usize) {
 /// one of these.
 pub(crate) const PAGE: usize = 4096;
 
-/// Starts loading every cache line of `lo..hi`, from the highest down (the order a stack
-/// is used in).
+/// Starts loading the `N` cache lines below `end` (`end - 64 * N .. end`), from the highest
+/// down (the order a stack is used in).
 #[inline(always)]
-pub(crate) fn range_down(lo: usize, hi: usize) {
-    let mut a = hi.wrapping_sub(1) & !63;
-    let lo = lo & !63;
-    while a >= lo && a != 0 {
-        line(a);
-        a -= 64;
+pub(crate) fn lines_below<const N: usize>(end: usize) {
+    let end = end & !63;
+    for i in 1..=N {
+        line(end.wrapping_sub(64 * i));
     }
 }
