@@ -1217,10 +1217,9 @@ const PREFETCH_BATCH: usize = 4;
 const PREFETCH_HEADERS_AT: usize = 3;
 const PREFETCH_TASKS_AT: usize = 11;
 /// At every run, the hub loads the stack lines of the greenlet this many places ahead: its
-/// header and the lines below it, [`PREFETCH_STACK_LINES`] in all (1 KiB), about what a
-/// start (entry, body, a first blocking call, the switch back) writes.
+/// header and the lines below it, 1 KiB in all, about what a start (entry, body, a first
+/// blocking call, the switch back) writes.
 const PREFETCH_STACK_AT: usize = 1;
-const PREFETCH_STACK_LINES: usize = 16;
 
 /// Starts loading, into the cache, what the next greenlets in `ready` will touch when they
 /// run (their memory has gone cold when many are ready: a burst of spawns or wakes).
@@ -1262,7 +1261,7 @@ fn prefetch_ahead(ready: &RunQueue<Rc<Task>>, runs: usize) {
             // The header is at the top of the stack: no further than its page's end (the next
             // page is another mapping, or another stack's guard).
             let end = (h + HEADER_BYTES).min((h | (prefetch::PAGE - 1)) + 1);
-            prefetch::lines_below::<PREFETCH_STACK_LINES>(end);
+            prefetch::kib_below(end);
         }
     }
 }

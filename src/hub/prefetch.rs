@@ -24,12 +24,59 @@ pub(crate) fn line(addr: usize) {
 /// one of these.
 pub(crate) const PAGE: usize = 4096;
 
-/// Starts loading the `N` cache lines below `end` (`end - 64 * N .. end`), from the highest
-/// down (the order a stack is used in).
+/// Starts loading the 16 cache lines (1 KiB) below `end`, from the highest down (the order a
+/// stack is used in): sixteen prefetches at fixed offsets from one register.
 #[inline(always)]
-pub(crate) fn lines_below<const N: usize>(end: usize) {
+pub(crate) fn kib_below(end: usize) {
     let end = end & !63;
-    for i in 1..=N {
-        line(end.wrapping_sub(64 * i));
+    #[cfg(all(target_arch = "x86_64", not(miri)))]
+    // SAFETY: prefetches only (see `line`): no fault, no write, flags preserved.
+    unsafe {
+        core::arch::asm!(
+            "prefetcht0 [{0} - 64]",
+            "prefetcht0 [{0} - 128]",
+            "prefetcht0 [{0} - 192]",
+            "prefetcht0 [{0} - 256]",
+            "prefetcht0 [{0} - 320]",
+            "prefetcht0 [{0} - 384]",
+            "prefetcht0 [{0} - 448]",
+            "prefetcht0 [{0} - 512]",
+            "prefetcht0 [{0} - 576]",
+            "prefetcht0 [{0} - 640]",
+            "prefetcht0 [{0} - 704]",
+            "prefetcht0 [{0} - 768]",
+            "prefetcht0 [{0} - 832]",
+            "prefetcht0 [{0} - 896]",
+            "prefetcht0 [{0} - 960]",
+            "prefetcht0 [{0} - 1024]",
+            in(reg) end,
+            options(nostack, readonly, preserves_flags)
+        );
     }
+    #[cfg(all(target_arch = "aarch64", not(miri)))]
+    // SAFETY: prefetches only (see `line`): no fault, no write, flags preserved.
+    unsafe {
+        core::arch::asm!(
+            "prfm pldl1keep, [{0}, #960]",
+            "prfm pldl1keep, [{0}, #896]",
+            "prfm pldl1keep, [{0}, #832]",
+            "prfm pldl1keep, [{0}, #768]",
+            "prfm pldl1keep, [{0}, #704]",
+            "prfm pldl1keep, [{0}, #640]",
+            "prfm pldl1keep, [{0}, #576]",
+            "prfm pldl1keep, [{0}, #512]",
+            "prfm pldl1keep, [{0}, #448]",
+            "prfm pldl1keep, [{0}, #384]",
+            "prfm pldl1keep, [{0}, #320]",
+            "prfm pldl1keep, [{0}, #256]",
+            "prfm pldl1keep, [{0}, #192]",
+            "prfm pldl1keep, [{0}, #128]",
+            "prfm pldl1keep, [{0}, #64]",
+            "prfm pldl1keep, [{0}]",
+            in(reg) end.wrapping_sub(1024),
+            options(nostack, readonly, preserves_flags)
+        );
+    }
+    #[cfg(not(all(any(target_arch = "x86_64", target_arch = "aarch64"), not(miri))))]
+    let _ = end;
 }
