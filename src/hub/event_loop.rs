@@ -36,7 +36,9 @@
 use super::monitor::Probe;
 use super::prefetch;
 use super::run_queue::RunQueue;
-use super::timers::{Deadline, Epoch, TimerId, TimerQueue};
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+use super::timers::Epoch;
+use super::timers::{Deadline, TimerId, TimerQueue};
 use crate::greenlet::{Greenlet as Raw, GreenletExit};
 use crate::spawn::{JoinState, OutcomeKind};
 use crate::sys::{Backend, Events, Interest, Notifier, Poller};
@@ -526,7 +528,7 @@ impl TimerAction {
 /// The hub's clock: real time, or a paused clock that only moves when the hub would
 /// otherwise sleep (it then jumps to the next timer), for deterministic tests.
 pub(crate) enum Clock {
-    Real(Epoch),
+    Real(RealClock),
     Paused(Cell<Deadline>),
 }
 
@@ -534,9 +536,56 @@ impl Clock {
     #[inline]
     pub(crate) fn now(&self) -> Deadline {
         match self {
-            Clock::Real(e) => e.now(),
+            Clock::Real(c) => c.now(),
             Clock::Paused(t) => t.get(),
         }
+    }
+}
+
+/// Real time as a [`Deadline`]: nanoseconds since the hub was made. Every `sleep` and
+/// timeout reads it, so on Linux it reads `CLOCK_MONOTONIC` (what [`std::time::Instant`]
+/// reads there) itself, without `Instant`'s checked `timespec` arithmetic; elsewhere it goes
+/// through an [`Epoch`].
+pub(crate) struct RealClock {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    base: u64,
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    epoch: Epoch,
+}
+
+impl RealClock {
+    fn new() -> RealClock {
+        RealClock {
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            base: Self::monotonic_ns(),
+            #[cfg(not(any(target_os = "linux", target_os = "android")))]
+            epoch: Epoch::new(),
+        }
+    }
+
+    #[inline]
+    fn now(&self) -> Deadline {
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        return Deadline::from_nanos(Self::monotonic_ns().saturating_sub(self.base));
+        #[cfg(not(any(target_os = "linux", target_os = "android")))]
+        return self.epoch.now();
+    }
+
+    /// `CLOCK_MONOTONIC` in nanoseconds (584 years of range).
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[inline]
+    fn monotonic_ns() -> u64 {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: clock_gettime writes one timespec, ours; CLOCK_MONOTONIC always exists on
+        // Linux, so it cannot fail (and if it did, `ts` would stay zero: time standing still,
+        // never undefined behaviour).
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+        (ts.tv_sec as u64)
+            .wrapping_mul(1_000_000_000)
+            .wrapping_add(ts.tv_nsec as u64)
     }
 }
 
@@ -798,7 +847,7 @@ fn create_hub() -> Rc<Hub> {
     let clock = if config.paused_clock {
         Clock::Paused(Cell::new(Deadline::ZERO))
     } else {
-        Clock::Real(Epoch::new())
+        Clock::Real(RealClock::new())
     };
     let monitor = config.monitor.clone().or_else(super::monitor::from_env);
     let probe = monitor.map(|m| super::monitor::start(m, main.id()));
