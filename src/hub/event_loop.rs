@@ -16,6 +16,10 @@
 //!   └── 5. nothing could ever wake anyone? wake the main greenlet with LoopExit
 //! ```
 //!
+//! While four or more greenlets are ready, step 2 prefetches what the next ones will touch
+//! first (their tasks, the tops of their stacks: see `prefetch_ahead`): in a burst their
+//! memory has gone cold, and FIFO makes everyone queued behind wait for it.
+//!
 //! A greenlet that finishes hands its stack back to the pool at once, in step 2, while its
 //! memory is still in cache (its task, which the handles keep, no longer holds it). Stacks
 //! beyond the pool's limit are not unmapped there but retired, and the loop unmaps them, in

@@ -29,7 +29,7 @@
 //! # Mapping in chunks
 //!
 //! A thread that keeps needing new stacks maps them several at a time
-//! ([`MmapStack::new_chunk`]: one `mmap`, and one system call for all the guard pages where
+//! (`MmapStack::new_chunk`: one `mmap`, and one system call for all the guard pages where
 //! the kernel allows), half as many as it has mapped so far, up to [`CHUNK`]; the rest wait,
 //! untouched (costing no memory), for the next takes. They are not idle stacks: [`pooled`]
 //! does not count them.
