@@ -1356,13 +1356,17 @@ fn run_loop() {
         }
 
         // 2. Run what was ready at the start of this turn.
-        let n = hub.ready.borrow().start_turn();
+        let n = hub.ready.borrow_mut().start_turn();
         for _ in 0..n {
-            let Some(task) = hub.ready.borrow_mut().pop() else {
+            let Some(task) = ({
+                let mut ready = hub.ready.borrow_mut();
+                let task = ready.pop();
+                runs = runs.wrapping_add(1);
+                prefetch_ahead(&ready, runs);
+                task
+            }) else {
                 break;
             };
-            runs = runs.wrapping_add(1);
-            prefetch_ahead(&hub.ready.borrow(), runs);
             // Out of the task while it runs (nothing needs it meanwhile: see `Task::raw`).
             let Some(raw) = task.raw.take() else {
                 continue; // finished and released already
@@ -1408,7 +1412,11 @@ fn run_loop() {
         //    threads are seen in step 1 without it).
         let timeout =
             if !hub.ready.borrow().is_empty() || hub.remote.pending.load(Ordering::Acquire) {
-                if since_poll < POLL_EVERY || hub.io.borrow().is_empty() {
+                if since_poll < POLL_EVERY {
+                    continue;
+                }
+                if hub.io.borrow().is_empty() {
+                    since_poll = 0;
                     continue;
                 }
                 Some(Duration::ZERO)

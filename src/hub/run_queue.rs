@@ -61,7 +61,7 @@ use std::collections::VecDeque;
 /// millisecond.
 pub const TURN_BUDGET: usize = 64;
 
-/// A draining queue keeps at least this many slots (see [`RunQueue::pop`]).
+/// A draining queue keeps at least this many slots (see [`RunQueue::start_turn`]).
 pub const KEEP_SLOTS: usize = 1024;
 
 /// Ready entries in FIFO order, run in budgeted turns.
@@ -106,17 +106,9 @@ impl<T> RunQueue<T> {
     }
 
     /// Takes the entry at the front, the one ready longest.
-    ///
-    /// A queue that a burst filled gives its memory back as it drains: once fewer than a
-    /// quarter of its slots are used (and it has more than [`KEEP_SLOTS`]), it shrinks to half.
     #[inline]
     pub fn pop(&mut self) -> Option<T> {
-        let e = self.ready.pop_front();
-        let cap = self.ready.capacity();
-        if cap > KEEP_SLOTS && self.ready.len() < cap / 4 {
-            self.shrink();
-        }
-        e
+        self.ready.pop_front()
     }
 
     #[cold]
@@ -151,7 +143,16 @@ impl<T> RunQueue<T> {
     ///
     /// Pop that many, stopping early if the queue runs dry (an entry may be removed by
     /// other means in between); entries pushed meanwhile are left for the next turn.
-    pub fn start_turn(&self) -> usize {
+    ///
+    /// A queue that a burst filled gives its memory back as it drains: at the start of a
+    /// turn, if fewer than a quarter of its slots are used (and it has more than
+    /// [`KEEP_SLOTS`]), it shrinks to half.
+    #[inline]
+    pub fn start_turn(&mut self) -> usize {
+        let cap = self.ready.capacity();
+        if cap > KEEP_SLOTS && self.ready.len() < cap / 4 {
+            self.shrink();
+        }
         self.ready.len().min(self.budget)
     }
 }
@@ -184,11 +185,17 @@ mod tests {
             q.push(i);
         }
         assert!(q.capacity() >= 100_000);
-        for i in 0..100_000 {
-            assert_eq!(q.pop(), Some(i));
+        let mut next = 0;
+        while !q.is_empty() {
+            for _ in 0..q.start_turn() {
+                assert_eq!(q.pop(), Some(next));
+                next += 1;
+            }
             // Memory in proportion to what is queued, not to the peak.
-            assert!(q.capacity() <= (4 * q.len() + 4).max(2 * KEEP_SLOTS));
+            assert!(q.capacity() <= (4 * q.len() + 4 * TURN_BUDGET).max(2 * KEEP_SLOTS));
         }
+        assert_eq!(next, 100_000);
+        q.start_turn();
         assert!(q.capacity() <= 2 * KEEP_SLOTS, "{}", q.capacity());
         // Still a queue.
         q.push(7);
