@@ -104,13 +104,13 @@ pub fn run_info() -> RunInfo {
             } else if !t.started.get() {
                 GreenletState::NotStarted
             } else if t.is_parked() {
-                match t.waiting.get() {
+                match t.waiting() {
                     Waiting::Sleep(d) => GreenletState::Sleeping {
                         remaining: d.saturating_duration_since(now),
                     },
                     Waiting::Join(id) => GreenletState::Joining(id),
                     Waiting::Fd { fd, write } => GreenletState::WaitingFd { fd, write },
-                    Waiting::On(what) => GreenletState::Waiting(what),
+                    Waiting::On(what) => GreenletState::Waiting(what.describe()),
                     Waiting::Nothing => GreenletState::Blocked,
                 }
             } else {
@@ -118,13 +118,13 @@ pub fn run_info() -> RunInfo {
             };
             GreenletInfo {
                 id: t.id(),
-                name: match &t.info {
-                    Some(i) => i.name.as_deref().map(String::from),
-                    None => Some("main".into()),
+                name: match t.is_spawned() {
+                    true => t.name().map(|n| String::from(&**n)),
+                    false => Some("main".into()),
                 },
                 state,
-                spawned_at: t.info.as_ref().map(|i| i.spawned_at),
-                spawner: t.info.as_ref().map(|i| i.spawner),
+                spawned_at: t.spawned_at(),
+                spawner: t.spawner(),
             }
         })
         .collect();

@@ -33,7 +33,7 @@
 //! assert_eq!(squares, [0, 1, 4, 9, 16, 25]); // in input order
 //! ```
 
-use crate::hub::event_loop::{self as hub, Interrupt, Task, Waiting, Wake};
+use crate::hub::event_loop::{self as hub, Interrupt, Task, WaitOn, Waiting, Wake};
 use crate::hub::wait_list::WaitList;
 use crate::sync::{Event, Semaphore, WaitError};
 use crate::{Greenlet, GreenletError};
@@ -303,7 +303,7 @@ impl Pool {
             if left == Some(Duration::ZERO) {
                 return false;
             }
-            let (why, _timer) = hub::park(Waiting::On("Pool::join"), |w| {
+            let (why, _timer) = hub::park(Waiting::On(WaitOn::PoolJoin), |w| {
                 self.inner.empty.push(w);
                 hub::timeout_guard(w, left)
             });

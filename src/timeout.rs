@@ -59,24 +59,21 @@ static NEXT_SCOPE: AtomicU64 = AtomicU64::new(1);
 
 /// Runs `f`; if it is still blocked after `d`, interrupts it and returns `Err(Elapsed)`.
 /// A closure that never blocks cannot be interrupted: it returns normally. Nested scopes
-/// each report their own expiry; an outer one is never lost to an inner one.
+/// each report their own expiry; an outer one is never lost to an inner one. (Every scope
+/// takes the next id: an enclosing scope, opened earlier, has a smaller one, which is how
+/// the hub knows which of two pending timeouts is the outer.)
 pub fn timeout<T>(d: Duration, f: impl FnOnce() -> T) -> Result<T, Elapsed> {
     let me = hub::current_task();
     let id = NEXT_SCOPE.fetch_add(1, Ordering::Relaxed);
-    let depth = me.timeout_depth.get() + 1;
-    me.timeout_depth.set(depth);
     let timer = hub::add_timer(
         hub::deadline_after(d),
-        TimerAction::Interrupt(me.clone(), Interrupt::Elapsed { id, depth }),
+        TimerAction::interrupt(me.clone(), Interrupt::Elapsed { id }),
     );
     let r = panic::catch_unwind(AssertUnwindSafe(f));
     hub::cancel_timer(timer);
-    me.timeout_depth.set(depth - 1);
     // Our timer may have fired while the closure was finishing: that interrupt is void now.
-    if let Some(Interrupt::Elapsed { id: pending, .. }) = me.interrupt.get() {
-        if pending == id {
-            me.interrupt.set(None);
-        }
+    if me.interrupt() == Some(Interrupt::Elapsed { id }) {
+        me.set_interrupt(None);
     }
     match r {
         Ok(v) => Ok(v),

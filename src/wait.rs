@@ -11,7 +11,7 @@
 //! assert_eq!(order, [1, 0]); // in the order they finished
 //! ```
 
-use crate::hub::event_loop::{self as hub, Waiting, Wake, Waker};
+use crate::hub::event_loop::{self as hub, WaitOn, Waiting, Wake, Waker};
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::rc::{Rc, Weak};
@@ -124,7 +124,7 @@ impl Iterator for IWait {
                 }
                 None => None,
             };
-            let (why, _timer) = hub::park(Waiting::On("wait_any/iwait"), |w| {
+            let (why, _timer) = hub::park(Waiting::On(WaitOn::Any), |w| {
                 *self.state.waker.borrow_mut() = Some(w.clone());
                 hub::timeout_guard(w, remaining)
             });

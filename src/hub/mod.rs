@@ -22,6 +22,7 @@
 pub mod event_loop;
 pub(crate) mod fds;
 pub mod monitor;
+pub(crate) mod prefetch;
 pub(crate) mod remote;
 pub mod run_queue;
 pub mod timers;

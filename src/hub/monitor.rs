@@ -125,8 +125,8 @@ impl Probe {
     pub(crate) fn enter(&self, task: &Task) {
         let who = Running {
             id: task.id(),
-            name: task.info.as_ref().and_then(|i| i.name.clone()),
-            spawned_at: task.info.as_ref().map(|i| i.spawned_at),
+            name: task.name().cloned(),
+            spawned_at: task.spawned_at(),
         };
         *self.who.lock().unwrap_or_else(|e| e.into_inner()) = Some(who);
         self.since

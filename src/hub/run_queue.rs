@@ -61,6 +61,9 @@ use std::collections::VecDeque;
 /// millisecond.
 pub const TURN_BUDGET: usize = 64;
 
+/// A draining queue keeps at least this many slots (see [`RunQueue::start_turn`]).
+pub const KEEP_SLOTS: usize = 1024;
+
 /// Ready entries in FIFO order, run in budgeted turns.
 #[derive(Debug, Clone)]
 pub struct RunQueue<T> {
@@ -103,8 +106,26 @@ impl<T> RunQueue<T> {
     }
 
     /// Takes the entry at the front, the one ready longest.
+    #[inline]
     pub fn pop(&mut self) -> Option<T> {
         self.ready.pop_front()
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn shrink(&mut self) {
+        let cap = self.ready.capacity();
+        self.ready.shrink_to(cap / 2);
+    }
+
+    /// How many entries it has room for without growing.
+    pub fn capacity(&self) -> usize {
+        self.ready.capacity()
+    }
+
+    /// The entry `i` places from the front (0: the next to run), if there are that many.
+    pub fn get(&self, i: usize) -> Option<&T> {
+        self.ready.get(i)
     }
 
     /// The number of ready entries.
@@ -122,7 +143,16 @@ impl<T> RunQueue<T> {
     ///
     /// Pop that many, stopping early if the queue runs dry (an entry may be removed by
     /// other means in between); entries pushed meanwhile are left for the next turn.
-    pub fn start_turn(&self) -> usize {
+    ///
+    /// A queue that a burst filled gives its memory back as it drains: at the start of a
+    /// turn, if fewer than a quarter of its slots are used (and it has more than
+    /// [`KEEP_SLOTS`]), it shrinks to half.
+    #[inline]
+    pub fn start_turn(&mut self) -> usize {
+        let cap = self.ready.capacity();
+        if cap > KEEP_SLOTS && self.ready.len() < cap / 4 {
+            self.shrink();
+        }
         self.ready.len().min(self.budget)
     }
 }
@@ -146,6 +176,30 @@ mod tests {
             (0..10).collect::<Vec<_>>()
         );
         assert_eq!(q.pop(), None);
+    }
+
+    #[test]
+    fn a_drained_burst_gives_its_memory_back() {
+        let mut q = RunQueue::new();
+        for i in 0..100_000 {
+            q.push(i);
+        }
+        assert!(q.capacity() >= 100_000);
+        let mut next = 0;
+        while !q.is_empty() {
+            for _ in 0..q.start_turn() {
+                assert_eq!(q.pop(), Some(next));
+                next += 1;
+            }
+            // Memory in proportion to what is queued, not to the peak.
+            assert!(q.capacity() <= (4 * q.len() + 4 * TURN_BUDGET).max(2 * KEEP_SLOTS));
+        }
+        assert_eq!(next, 100_000);
+        q.start_turn();
+        assert!(q.capacity() <= 2 * KEEP_SLOTS, "{}", q.capacity());
+        // Still a queue.
+        q.push(7);
+        assert_eq!(q.pop(), Some(7));
     }
 
     #[test]

@@ -8,8 +8,10 @@
 //! [`TimerQueue`] is an indexed 4-ary min-heap:
 //!
 //! - the heap is a `Vec` of small `Copy` entries (deadline, insertion sequence number, slot),
-//!   24 bytes each, ordered by `(deadline, sequence)`; the sequence number makes timers with
-//!   equal deadlines come out in insertion order (FIFO), which the hub relies on;
+//!   16 bytes each, ordered by `(deadline, sequence)`; the sequence number makes timers with
+//!   equal deadlines come out in insertion order (FIFO), which the hub relies on. It is 32
+//!   bits: when it runs out (after 4 billion inserts) the pending timers are renumbered in
+//!   the same order, so the FIFO rule holds for ever;
 //! - a slab of slots gives each timer a generation number and its position in the heap
 //!   (8 bytes, in their own `Vec`, the only slab memory that sifting writes to), and holds
 //!   its value (in a parallel `Vec<Option<T>>`); a [`TimerId`] is (slot, generation), so
@@ -17,9 +19,10 @@
 //!   is simply stale: it returns `None` or `false`, never panics, and never touches a newer
 //!   timer that reuses its slot.
 //!
-//! Memory is `24 + 8 + size_of::<Option<T>>()` bytes per timer, plus `Vec` growth slack:
-//! 40 bytes per timer for an 8-byte `T` with a niche (a `Box`, an `Rc`, a `NonZeroU64`), 48
-//! for a plain `u64`. The slab never shrinks (a slot's generation must outlive every id that
+//! Memory is `16 + 8 + size_of::<Option<T>>()` bytes per timer, plus `Vec` growth slack:
+//! 32 bytes per timer for an 8-byte `T` with a niche (a `Box`, an `Rc`, a `NonZeroU64`), 40
+//! for a plain `u64` or a 16-byte `T` with a niche (the hub's). Small matters: a burst of
+//! sleeps writes all of it for the first time, a page fault every 4 KiB. The slab never shrinks (a slot's generation must outlive every id that
 //! names it); the high-water mark of pending timers sets its size.
 //!
 //! ```
@@ -173,18 +176,18 @@ impl TimerId {
     }
 }
 
-/// One heap entry. `Copy` and small, so sifting moves 24 bytes, never a `T`.
+/// One heap entry. `Copy` and small, so sifting moves 16 bytes, never a `T`.
 #[derive(Clone, Copy, Debug)]
 struct Entry {
     deadline: u64,
-    /// Insertion order, unique per queue: breaks deadline ties FIFO.
-    seq: u64,
+    /// Insertion order, unique among the pending timers: breaks deadline ties FIFO.
+    seq: u32,
     slot: u32,
 }
 
 impl Entry {
     #[inline]
-    fn key(&self) -> (u64, u64) {
+    fn key(&self) -> (u64, u32) {
         (self.deadline, self.seq)
     }
 }
@@ -214,7 +217,7 @@ pub struct TimerQueue<T> {
     meta: Vec<Meta>,
     values: Vec<Option<T>>,
     free: u32,
-    next_seq: u64,
+    next_seq: u32,
 }
 
 impl<T> Default for TimerQueue<T> {
@@ -270,7 +273,7 @@ impl<T> TimerQueue<T> {
     ///
     /// # Panics
     ///
-    /// If more than `u32::MAX - 1` timers are pending at once, or after 2^64 inserts.
+    /// If more than `u32::MAX - 1` timers are pending at once.
     pub fn insert(&mut self, deadline: Deadline, value: T) -> TimerId {
         let pos = self.heap.len() as u32;
         let (slot, generation) = if self.free != NONE {
@@ -387,10 +390,26 @@ impl<T> TimerQueue<T> {
 
     // ---- internals ----
 
-    fn take_seq(&mut self) -> u64 {
+    fn take_seq(&mut self) -> u32 {
+        if self.next_seq == u32::MAX {
+            self.renumber();
+        }
         let seq = self.next_seq;
-        self.next_seq = seq.checked_add(1).expect("grove: timer sequence overflow");
+        self.next_seq = seq + 1;
         seq
+    }
+
+    /// Gives the pending timers the sequence numbers `0..len` in the order they had (all were
+    /// handed out in increasing order since the last renumbering, so that is insertion
+    /// order): no comparison between two entries changes, so the heap stays ordered.
+    #[cold]
+    fn renumber(&mut self) {
+        let mut order: Vec<u32> = (0..self.heap.len() as u32).collect();
+        order.sort_unstable_by_key(|&i| self.heap[i as usize].seq);
+        for (seq, &i) in order.iter().enumerate() {
+            self.heap[i as usize].seq = seq as u32;
+        }
+        self.next_seq = self.heap.len() as u32;
     }
 
     /// The heap index of the live timer `id`.
@@ -449,6 +468,10 @@ impl<T> TimerQueue<T> {
     }
 
     /// Moves the entry at `pos` down while a child is smaller; returns where it ended.
+    ///
+    /// In a large queue each level down is a cache miss that the next depends on (a pop from
+    /// 100k timers goes 8 levels deep); so at each level the children's children are
+    /// prefetched, and the misses of consecutive levels overlap.
     fn sift_down(&mut self, mut pos: usize) -> usize {
         let entry = self.heap[pos];
         let key = entry.key();
@@ -459,6 +482,15 @@ impl<T> TimerQueue<T> {
                 break;
             }
             let end = (first + ARITY).min(len);
+            if first * ARITY + 1 < len {
+                let base = self.heap.as_ptr();
+                for child in first..end {
+                    // The first and last grandchild under `child`: one or two cache lines.
+                    let g = child * ARITY + 1;
+                    crate::hub::prefetch::line(base.wrapping_add(g) as usize);
+                    crate::hub::prefetch::line(base.wrapping_add(g + ARITY - 1) as usize);
+                }
+            }
             let mut best = first;
             let mut best_key = self.heap[first].key();
             for child in first + 1..end {
@@ -685,7 +717,7 @@ mod tests {
 
     #[test]
     fn memory_per_timer() {
-        assert_eq!(core::mem::size_of::<Entry>(), 24);
+        assert_eq!(core::mem::size_of::<Entry>(), 16);
         assert_eq!(core::mem::size_of::<Meta>(), 8);
         assert_eq!(core::mem::size_of::<Option<Box<u8>>>(), 8);
         assert_eq!(core::mem::size_of::<Option<u64>>(), 16);
@@ -693,7 +725,36 @@ mod tests {
         for i in 0..1000u64 {
             q.insert(d(i), i);
         }
-        assert_eq!(q.allocated_bytes(), 1000 * 48);
+        assert_eq!(q.allocated_bytes(), 1000 * 40);
+    }
+
+    #[test]
+    fn fifo_survives_the_sequence_running_out() {
+        let mut q = TimerQueue::new();
+        // Timers with one deadline, inserted before and after the renumbering, with others
+        // in between (some cancelled, so the sequence numbers have gaps).
+        let mut want = Vec::new();
+        for i in 0..10u32 {
+            let id = q.insert(d(7), i);
+            if i % 3 == 0 {
+                q.cancel(id);
+            } else {
+                want.push(i);
+            }
+            q.insert(d(u64::from(i) * 2), 100 + i);
+        }
+        q.next_seq = u32::MAX - 3;
+        for i in 10..20u32 {
+            q.insert(d(7), i);
+            want.push(i);
+            q.insert(d(u64::from(i) * 3), 100 + i);
+        }
+        assert!(q.next_seq < 100, "renumbered");
+        q.check_invariants();
+        let sevens: Vec<u32> = core::iter::from_fn(|| q.pop_expired(Deadline::MAX))
+            .filter_map(|(_, v)| (v < 100).then_some(v))
+            .collect();
+        assert_eq!(sevens, want);
     }
 
     /// A million timers: insert in a scrambled order, cancel every other one, pop the rest.

@@ -81,6 +81,83 @@ fn guard_is_effective(addr: *const u8) -> bool {
     matches!(r, Err(e) if e.raw_os_error() == Some(libc::EFAULT))
 }
 
+/// How stacks are mapped: read/write, and on systems that have the flags, without reserving
+/// swap (pages cost memory only once touched) and marked as stacks.
+const STACK_PROT: libc::c_int = libc::PROT_READ | libc::PROT_WRITE;
+#[cfg(any(target_os = "linux", target_os = "android"))]
+const STACK_FLAGS: libc::c_int =
+    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_STACK;
+#[cfg(target_vendor = "apple")]
+const STACK_FLAGS: libc::c_int = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE;
+#[cfg(not(any(target_os = "linux", target_os = "android", target_vendor = "apple")))]
+const STACK_FLAGS: libc::c_int = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS;
+
+/// Installs the guard page of every stack of a fresh chunk (see [`MmapStack::new_chunk`]).
+fn install_guards(stacks: &[MmapStack]) -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    if GUARD_MODE.load(Ordering::Relaxed) == GUARD_MADVISE && guard_all_at_once(stacks) {
+        return Ok(());
+    }
+    for s in stacks {
+        s.install_guard(None)?;
+    }
+    Ok(())
+}
+
+/// The most stacks [`MmapStack::new_chunk`] guards with one `process_madvise`.
+#[cfg(target_os = "linux")]
+const GUARDS_AT_ONCE: usize = 64;
+
+/// Installs every stack's guard with one `process_madvise(MADV_GUARD_INSTALL)` on this
+/// process; false if the kernel would not do it all (too old, or not allowed), and then the
+/// caller installs them one by one (installing a guard twice is harmless). Once refused, not
+/// tried again.
+#[cfg(target_os = "linux")]
+fn guard_all_at_once(stacks: &[MmapStack]) -> bool {
+    static REFUSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if REFUSED.load(Ordering::Relaxed) || stacks.len() > GUARDS_AT_ONCE {
+        return false;
+    }
+    let page = page_size();
+    let mut iov = [libc::iovec {
+        iov_base: ptr::null_mut(),
+        iov_len: 0,
+    }; GUARDS_AT_ONCE];
+    for (v, s) in iov.iter_mut().zip(stacks) {
+        *v = libc::iovec {
+            iov_base: s.map().cast(),
+            iov_len: page,
+        };
+    }
+    // SAFETY: pidfd_open of our own pid has no memory-safety preconditions; it returns a new
+    // descriptor or -1.
+    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, libc::getpid(), 0) };
+    if pidfd < 0 {
+        REFUSED.store(true, Ordering::Relaxed);
+        return false;
+    }
+    // SAFETY: the first `stacks.len()` iovecs each name the first page of one of our own fresh
+    // mappings, which nothing uses yet (each becomes that stack's guard); the descriptor is
+    // ours.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_process_madvise,
+            pidfd,
+            iov.as_ptr(),
+            stacks.len(),
+            MADV_GUARD_INSTALL,
+            0,
+        )
+    };
+    let refused = r < 0;
+    // SAFETY: closing the descriptor pidfd_open just gave us.
+    unsafe { libc::close(pidfd as libc::c_int) };
+    if refused {
+        REFUSED.store(true, Ordering::Relaxed);
+    }
+    r >= 0 && r as usize == stacks.len() * page
+}
+
 /// The system's page size (cached after the first call).
 pub(crate) fn page_size() -> usize {
     static PAGE: AtomicUsize = AtomicUsize::new(0);
@@ -155,20 +232,9 @@ impl MmapStack {
                 "grove: greenlet stack size too large",
             )
         })?;
-        let prot = libc::PROT_READ | libc::PROT_WRITE;
-        #[allow(unused_mut)]
-        let mut flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS;
-        #[cfg(any(target_os = "linux", target_os = "android", target_vendor = "apple"))]
-        {
-            flags |= libc::MAP_NORESERVE;
-        }
-        #[cfg(any(target_os = "linux", target_os = "android"))]
-        {
-            flags |= libc::MAP_STACK;
-        }
         // SAFETY: a fresh anonymous mapping at an address of the kernel's choosing: it cannot
         // overlap memory anything else uses.
-        let map = unsafe { syscall!(mmap(ptr::null_mut(), len, prot, flags, -1, 0)) }
+        let map = unsafe { syscall!(mmap(ptr::null_mut(), len, STACK_PROT, STACK_FLAGS, -1, 0)) }
             .map_err(|e| map_error(e, size))?;
         let map = NonNull::new(map as *mut u8).expect("mmap returned null");
         let mut stack = MmapStack {
@@ -180,6 +246,52 @@ impl MmapStack {
         stack.install_guard(force).map_err(|e| map_error(e, size))?;
         stack.vg_id = valgrind::stack_register(stack.base() as usize, stack.top - 1);
         Ok(stack)
+    }
+
+    /// Maps `n` stacks like [`new`](Self::new) with one `mmap`, each with a guard page of its
+    /// own below it, and returns them in ascending address order. From then on they are
+    /// separate stacks: each unmaps its own part of the mapping when dropped.
+    ///
+    /// The guards are installed with one `process_madvise(MADV_GUARD_INSTALL)` for the lot
+    /// where the kernel allows it (Linux 6.13+), else one call per stack; so a chunk of 64
+    /// stacks costs a handful of system calls instead of 128. Before the process has learnt
+    /// how guards are made here (its first stack, see [`guard_kind`]), or for `n <= 1`, this
+    /// maps one stack with [`new`](Self::new).
+    pub(crate) fn new_chunk(size: usize, n: usize) -> io::Result<Vec<MmapStack>> {
+        let size = usable_size(size)?;
+        if n <= 1 || GUARD_MODE.load(Ordering::Relaxed) == GUARD_UNKNOWN {
+            return Ok(vec![Self::new(size)?]);
+        }
+        let page = page_size();
+        let too_large = || {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "grove: greenlet stack size too large",
+            )
+        };
+        let one = size.checked_add(page).ok_or_else(too_large)?;
+        let len = one.checked_mul(n).ok_or_else(too_large)?;
+        // SAFETY: a fresh anonymous mapping at an address of the kernel's choosing: it cannot
+        // overlap memory anything else uses.
+        let map =
+            match unsafe { syscall!(mmap(ptr::null_mut(), len, STACK_PROT, STACK_FLAGS, -1, 0)) } {
+                Ok(m) => m as usize,
+                // Out of address space or mappings for a chunk: one stack may still fit.
+                Err(_) => return Ok(vec![Self::new(size)?]),
+            };
+        let mut stacks: Vec<MmapStack> = (0..n)
+            .map(|i| MmapStack {
+                base: NonNull::new((map + i * one + page) as *mut u8).expect("mapping wraps"),
+                top: map + (i + 1) * one,
+                vg_id: VG_NONE,
+            })
+            .collect();
+        // On failure `stacks` is dropped here, which unmaps every part of the mapping.
+        install_guards(&stacks).map_err(|e| map_error(e, size))?;
+        for s in &mut stacks {
+            s.vg_id = valgrind::stack_register(s.base() as usize, s.top - 1);
+        }
+        Ok(stacks)
     }
 
     /// The start of the mapping: the guard page.
@@ -421,6 +533,46 @@ mod tests {
         assert_guard_faults(&s);
         #[cfg(target_os = "linux")]
         assert_ne!(GUARD_MODE.load(Ordering::Relaxed), GUARD_UNKNOWN);
+    }
+
+    #[test]
+    fn every_stack_of_a_chunk_has_its_guard() {
+        let _first = MmapStack::new(16 * 1024).unwrap(); // the guard mode is known from here
+        let stacks = MmapStack::new_chunk(20 * 1024, 5).unwrap();
+        assert_eq!(stacks.len(), 5);
+        for w in stacks.windows(2) {
+            assert_eq!(w[0].top(), w[1].map(), "one mapping, in address order");
+        }
+        for s in &stacks {
+            assert!(s.size() >= 20 * 1024);
+            assert_guard_faults(s);
+        }
+        #[cfg(target_os = "linux")]
+        if GUARD_MODE.load(Ordering::Relaxed) == GUARD_MADVISE {
+            // Guard regions do not split the mapping.
+            let (lo, hi) = (stacks[0].map() as usize, stacks[4].top() as usize);
+            let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+            let inside = maps
+                .lines()
+                .filter(|l| {
+                    let (a, b) = l.split(' ').next().unwrap().split_once('-').unwrap();
+                    let (a, b) = (
+                        usize::from_str_radix(a, 16).unwrap(),
+                        usize::from_str_radix(b, 16).unwrap(),
+                    );
+                    a < hi && b > lo
+                })
+                .count();
+            assert!(inside <= 2, "{inside} VMAs over one chunk"); // (a neighbour may merge)
+        }
+        // Each unmaps its own part: dropping the middle one leaves the others usable.
+        let mut stacks = stacks;
+        drop(stacks.remove(2));
+        for s in &stacks {
+            // SAFETY: the stack's usable memory, unused.
+            unsafe { ptr::write_bytes(s.base(), 3, s.size()) };
+        }
+        assert!(MmapStack::new_chunk(usize::MAX - 10, 3).is_err());
     }
 
     #[test]

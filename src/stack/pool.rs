@@ -26,6 +26,14 @@
 //! [`take`] reuses the last retired stack before it maps a new one. With the limit at 0
 //! (pooling off) nothing is retired: [`give`] unmaps at once.
 //!
+//! # Mapping in chunks
+//!
+//! A thread that keeps needing new stacks maps them several at a time
+//! (`MmapStack::new_chunk`: one `mmap`, and one system call for all the guard pages where
+//! the kernel allows), half as many as it has mapped so far, up to [`CHUNK`]; the rest wait,
+//! untouched (costing no memory), for the next takes. They are not idle stacks: [`pooled`]
+//! does not count them.
+//!
 //! # Giving memory back
 //!
 //! A stack that a deep call ran on keeps those pages resident. Returning them to the kernel
@@ -68,6 +76,9 @@ pub const RETIRE_BATCH: usize = 256;
 /// a few hundred microseconds of system calls, after which it polls I/O again.
 pub const TRIM_BATCH: usize = 32;
 
+/// The most stacks [`take`] maps at once (see the [module docs](self)).
+pub const CHUNK: usize = 64;
+
 struct Pool {
     /// The stack given back last, when its size has no other idle stack: the steady state of
     /// one greenlet ending and the next starting reuses it without touching a list (and in the
@@ -85,6 +96,10 @@ struct Pool {
     sorted: bool,
     /// Whether this thread's hub unmaps retired stacks (`defer_unmapping`).
     deferred: bool,
+    /// Stacks mapped ahead with the last chunks, never used yet, taken from the end.
+    fresh: Vec<MmapStack>,
+    /// How many stacks this thread has mapped (the next chunk maps half as many).
+    mapped: usize,
 }
 
 /// What `Pool::give` hands back for unmapping (outside the pool's borrow).
@@ -104,6 +119,8 @@ impl Pool {
             retired: Vec::new(),
             sorted: true,
             deferred: false,
+            fresh: Vec::new(),
+            mapped: 0,
         }
     }
 
@@ -122,7 +139,27 @@ impl Pool {
         if self.retired.last().is_some_and(|s| s.size() == size) {
             return self.retired.pop();
         }
+        if let Some(i) = self.fresh.iter().rposition(|s| s.size() == size) {
+            return Some(self.fresh.remove(i));
+        }
         None
+    }
+
+    /// Maps a new stack of `size` bytes, and with it, in one chunk, more for the next takes
+    /// (see the [module docs](self)).
+    #[cold]
+    fn map_new(&mut self, size: usize) -> io::Result<MmapStack> {
+        let n = if self.limit == 0 {
+            1
+        } else {
+            (self.mapped / 2).clamp(1, CHUNK)
+        };
+        let mut chunk = MmapStack::new_chunk(size, n)?;
+        self.mapped += chunk.len();
+        let first = chunk.pop().expect("a chunk has a stack");
+        // The highest first, as the kernel would have placed them one by one.
+        self.fresh.append(&mut chunk);
+        Ok(first)
     }
 
     /// Pools `stack`, or retires it if the pool for its size is full; hands back what must
@@ -205,6 +242,7 @@ impl Drop for Pool {
     /// Thread exit: everything still here is unmapped, in batches.
     fn drop(&mut self) {
         let mut all = std::mem::take(&mut self.retired);
+        all.append(&mut self.fresh);
         all.extend(self.hot.take());
         for (_, v) in std::mem::take(&mut self.classes) {
             all.extend(v);
@@ -229,8 +267,8 @@ thread_local! {
 /// Runs `f` on this thread's pool; `None` if it is gone (thread exit).
 ///
 /// `f` gets the pool mutably: every `f` in this module only works on the pool's vectors and
-/// maps, releases or unmaps stacks (`MmapStack::new`, `release_below`, `drop`), none of which
-/// reaches this module again; so no two `&mut Pool` ever exist at once.
+/// maps, releases or unmaps stacks (`MmapStack::new`, `new_chunk`, `release_below`, `drop`),
+/// none of which reaches this module again; so no two `&mut Pool` ever exist at once.
 #[inline(always)]
 fn with_pool<R>(f: impl FnOnce(&mut Pool) -> R) -> Option<R> {
     let pool = POOL.try_with(UnsafeCell::get).ok()?;
@@ -245,9 +283,10 @@ fn with_pool<R>(f: impl FnOnce(&mut Pool) -> R) -> Option<R> {
 #[inline]
 pub fn take(size: usize) -> io::Result<MmapStack> {
     let rounded = usable_size(size)?;
-    match with_pool(|p| p.take(rounded)) {
-        Some(Some(s)) => Ok(s),
-        _ => MmapStack::new(rounded),
+    match with_pool(|p| p.take(rounded).map(Ok)) {
+        Some(Some(s)) => s,
+        Some(None) => with_pool(|p| p.map_new(rounded)).unwrap_or_else(|| MmapStack::new(rounded)),
+        None => MmapStack::new(rounded),
     }
 }
 
@@ -310,6 +349,7 @@ pub fn set_limit(n: usize) {
         p.sorted = true;
         if n == 0 {
             excess.extend(p.hot.take());
+            excess.append(&mut p.fresh);
         }
         let hot_size = p.hot.as_ref().map(|h| h.size());
         for (size, v) in &mut p.classes {
@@ -331,11 +371,12 @@ pub fn pooled() -> usize {
     .unwrap_or(0)
 }
 
-/// Unmaps all idle and retired stacks of this thread's pool.
+/// Unmaps all idle and retired stacks of this thread's pool, and those mapped ahead.
 pub fn clear() {
     let all = with_pool(|p| {
         let mut all = std::mem::take(&mut p.retired);
         p.sorted = true;
+        all.append(&mut p.fresh);
         all.extend(p.hot.take());
         for (_, v) in std::mem::take(&mut p.classes) {
             all.extend(v);
@@ -379,6 +420,37 @@ mod tests {
         drop(other);
         clear();
         assert_eq!(pooled(), 0);
+    }
+
+    #[test]
+    fn new_stacks_come_in_growing_chunks_that_are_not_counted_as_pooled() {
+        reset();
+        let mut stacks: Vec<MmapStack> = (0..200).map(|_| take(16 * 1024).unwrap()).collect();
+        let mapped = with_pool(|p| (p.mapped, p.fresh.len())).unwrap();
+        assert_eq!(mapped.0 - mapped.1, 200, "every take was served");
+        assert!(
+            mapped.0 < 400,
+            "chunks grow with what was mapped: {mapped:?}"
+        );
+        assert_eq!(pooled(), 0);
+        // Distinct, writable stacks, each with a guard below it (checked in the mmap tests).
+        stacks.sort_by_key(|s| s.top() as usize);
+        for w in stacks.windows(2) {
+            assert!(w[0].top() as usize <= w[1].base() as usize - w[1].guard_size());
+        }
+        for s in &stacks {
+            // SAFETY: the stack's usable memory, unused.
+            unsafe { std::ptr::write_bytes(s.base(), 1, s.size()) };
+        }
+        drop(stacks);
+        clear();
+        assert_eq!(with_pool(|p| p.fresh.len()).unwrap(), 0);
+        // Pooling off: one at a time, nothing kept ahead.
+        set_limit(0);
+        let s = take(16 * 1024).unwrap();
+        assert_eq!(with_pool(|p| p.fresh.len()).unwrap(), 0);
+        drop(s);
+        reset();
     }
 
     #[test]

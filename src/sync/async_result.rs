@@ -13,7 +13,7 @@
 //!   set that races with a greenlet starting to wait always wakes it.
 
 use super::WaitError;
-use crate::hub::event_loop::{self as hub, Waiting, Wake};
+use crate::hub::event_loop::{self as hub, WaitOn, Waiting, Wake};
 use crate::hub::remote::{RemoteWaker, Target};
 use crate::wait::{Waitable, Watcher};
 use std::error::Error;
@@ -200,7 +200,7 @@ impl<T> AsyncResult<T> {
             // Nobody else holds it, so nobody can ever set it.
             return Err(WaitError::WouldBlockForever);
         }
-        let (why, _guards) = hub::park(Waiting::On("AsyncResult::wait"), |w| {
+        let (why, _guards) = hub::park(Waiting::On(WaitOn::AsyncResult), |w| {
             let (remote, guard) = RemoteWaker::register(Target::Park(w.clone()));
             let mut st = self.state();
             if st.value.is_some() {

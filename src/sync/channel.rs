@@ -15,7 +15,7 @@
 //!   [`QueueError::ShutDown`], getters take offers still there and then fail.
 
 use super::{PutError, QueueError, WaitError};
-use crate::hub::event_loop::{self as hub, Waiting, Wake, Waker};
+use crate::hub::event_loop::{self as hub, WaitOn, Waiting, Wake, Waker};
 use crate::hub::wait_list::WaitList;
 use crate::wait::{Waitable, Watcher};
 use std::cell::{Cell, RefCell};
@@ -156,7 +156,7 @@ impl<T> Channel<T> {
         }
         let id = self.next_offer.get();
         self.next_offer.set(id + 1);
-        let (why, (offer, _timer)) = hub::park(Waiting::On("Channel::put"), |w| {
+        let (why, (offer, _timer)) = hub::park(Waiting::On(WaitOn::ChannelPut), |w| {
             self.offers.borrow_mut().push_back(Offer {
                 id,
                 item,
@@ -208,7 +208,7 @@ impl<T> Channel<T> {
         if !block {
             return Err(QueueError::Empty);
         }
-        let (why, _timer) = hub::park(Waiting::On("Channel::get"), |w| {
+        let (why, _timer) = hub::park(Waiting::On(WaitOn::ChannelGet), |w| {
             self.getters.push(w);
             hub::timeout_guard(w, timeout)
         });

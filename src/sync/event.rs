@@ -1,6 +1,6 @@
 //! [`Event`]: a flag greenlets wait on (gevent's `Event`).
 
-use crate::hub::event_loop::{self as hub, Waiting, Wake};
+use crate::hub::event_loop::{self as hub, WaitOn, Waiting, Wake};
 use crate::hub::wait_list::WaitList;
 use crate::wait::{Waitable, Watcher};
 use std::cell::Cell;
@@ -73,7 +73,7 @@ impl Event {
         if self.flag.get() {
             return true;
         }
-        let (why, _timer) = hub::park(Waiting::On("Event::wait"), |w| {
+        let (why, _timer) = hub::park(Waiting::On(WaitOn::Event), |w| {
             self.waiters.push(w);
             hub::timeout_guard(w, timeout)
         });

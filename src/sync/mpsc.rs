@@ -32,7 +32,7 @@
 //!   back ([`SendError`]).
 
 use super::WaitError;
-use crate::hub::event_loop::{self as hub, Waiting, Wake};
+use crate::hub::event_loop::{self as hub, WaitOn, Waiting, Wake};
 use crate::hub::remote::{RemoteWaker, Target};
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -232,7 +232,7 @@ impl<T> Receiver<T> {
             }
             let left = deadline.map(|d| d.saturating_duration_since(hub::now()));
             let mut outcome = Refill::Empty;
-            let (why, _guards) = hub::park(Waiting::On("mpsc::Receiver::recv"), |w| {
+            let (why, _guards) = hub::park(Waiting::On(WaitOn::Mpsc), |w| {
                 let mut st = self.shared.lock();
                 outcome = self.refill(&mut st);
                 if let Refill::Empty = outcome {

@@ -34,7 +34,7 @@
 //!   one done; `join` waits until none is unfinished.
 
 use super::WaitError;
-use crate::hub::event_loop::{self as hub, Waiting, Wake};
+use crate::hub::event_loop::{self as hub, WaitOn, Waiting, Wake};
 use crate::hub::wait_list::WaitList;
 use crate::wait::{Waitable, Watcher};
 use std::cell::{Cell, RefCell};
@@ -403,7 +403,7 @@ impl<T, D: Discipline<T>> BaseQueue<T, D> {
         if !block {
             return Err(PutError::new(QueueError::Full, item));
         }
-        let (why, _timer) = hub::park(Waiting::On("Queue::put"), |w| {
+        let (why, _timer) = hub::park(Waiting::On(WaitOn::QueuePut), |w| {
             self.putters.push(w);
             hub::timeout_guard(w, timeout)
         });
@@ -457,7 +457,7 @@ impl<T, D: Discipline<T>> BaseQueue<T, D> {
         if !block {
             return Err(QueueError::Empty);
         }
-        let (why, _timer) = hub::park(Waiting::On("Queue::get"), |w| {
+        let (why, _timer) = hub::park(Waiting::On(WaitOn::QueueGet), |w| {
             self.getters.push(w);
             hub::timeout_guard(w, timeout)
         });
@@ -509,7 +509,7 @@ impl<T, D: Discipline<T>> BaseQueue<T, D> {
             if left == Some(Duration::ZERO) {
                 return Err(QueueError::TimedOut);
             }
-            let (why, _timer) = hub::park(Waiting::On("Queue::peek"), |w| {
+            let (why, _timer) = hub::park(Waiting::On(WaitOn::QueuePeek), |w| {
                 self.peekers.push(w);
                 hub::timeout_guard(w, left)
             });
@@ -554,7 +554,7 @@ impl<T, D: Discipline<T>> BaseQueue<T, D> {
             if left == Some(Duration::ZERO) {
                 return Err(WaitError::TimedOut);
             }
-            let (why, _timer) = hub::park(Waiting::On("Queue::join"), |w| {
+            let (why, _timer) = hub::park(Waiting::On(WaitOn::QueueJoin), |w| {
                 self.joiners.push(w);
                 hub::timeout_guard(w, left)
             });

@@ -15,7 +15,7 @@
 //!   more free than that is refused with [`OverRelease`] (nothing changes).
 
 use super::WaitError;
-use crate::hub::event_loop::{self as hub, Waiting, Wake};
+use crate::hub::event_loop::{self as hub, WaitOn, Waiting, Wake};
 use crate::hub::wait_list::WaitList;
 use crate::wait::{Waitable, Watcher};
 use std::cell::Cell;
@@ -135,7 +135,7 @@ impl Semaphore {
         if self.take_free() {
             return Ok(());
         }
-        let (why, _timer) = hub::park(Waiting::On("Semaphore::acquire"), |w| {
+        let (why, _timer) = hub::park(Waiting::On(WaitOn::Semaphore), |w| {
             self.waiters.push(w);
             hub::timeout_guard(w, timeout)
         });
