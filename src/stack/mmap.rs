@@ -29,9 +29,6 @@ use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 #[cfg(target_os = "linux")]
 const MADV_GUARD_INSTALL: libc::c_int = 102;
 
-/// `MmapStack::vg_id` of a stack not registered with valgrind.
-const VG_NONE: usize = usize::MAX;
-
 /// Per-process choice of how guard pages are made, learnt from the first stack.
 static GUARD_MODE: AtomicU8 = AtomicU8::new(GUARD_UNKNOWN);
 const GUARD_UNKNOWN: u8 = 0;
@@ -125,9 +122,9 @@ pub struct MmapStack {
     base: NonNull<u8>,
     /// The end of the mapping.
     top: usize,
-    /// Valgrind's id for the stack once registered (meaningless outside valgrind), else
-    /// [`VG_NONE`]. (Three words in all: the pool moves stacks around on its hot path.)
-    vg_id: usize,
+    // Two words and nothing more: the pool moves stacks around on its hot path, and a pair of
+    // words moves in registers. (Valgrind's id for the stack, under valgrind, is kept aside:
+    // `valgrind::register_stack`.)
 }
 
 // SAFETY: an MmapStack exclusively owns its mapping; nothing in it is tied to the thread that
@@ -171,15 +168,36 @@ impl MmapStack {
         let map = unsafe { syscall!(mmap(ptr::null_mut(), len, prot, flags, -1, 0)) }
             .map_err(|e| map_error(e, size))?;
         let map = NonNull::new(map as *mut u8).expect("mmap returned null");
-        let mut stack = MmapStack {
+        let stack = MmapStack {
             base: NonNull::new(map.as_ptr().wrapping_add(page)).expect("mapping wraps"),
             top: map.as_ptr() as usize + len,
-            vg_id: VG_NONE,
         };
-        // On failure `stack` is dropped here, which unmaps it (not registered with valgrind yet).
+        // On failure `stack` is dropped here, which unmaps it (deregistering a stack valgrind
+        // does not know is a no-op).
         stack.install_guard(force).map_err(|e| map_error(e, size))?;
-        stack.vg_id = valgrind::stack_register(stack.base() as usize, stack.top - 1);
+        valgrind::register_stack(stack.base() as usize, stack.top - 1);
         Ok(stack)
+    }
+
+    /// Gives up the stack without unmapping it: its [`base`](Stack::base) and
+    /// [`top`](Stack::top), from which [`from_raw_parts`](Self::from_raw_parts) makes it again.
+    pub(crate) fn into_raw_parts(self) -> (usize, usize) {
+        let s = ManuallyDrop::new(self);
+        (s.base.as_ptr() as usize, s.top)
+    }
+
+    /// The stack that [`into_raw_parts`](Self::into_raw_parts) gave up.
+    ///
+    /// # Safety
+    ///
+    /// `base` and `top` must come from `into_raw_parts`, and each such pair be made into a stack
+    /// again only once.
+    pub(crate) unsafe fn from_raw_parts(base: usize, top: usize) -> MmapStack {
+        MmapStack {
+            // SAFETY: the base of a mapped stack is not null (the caller's promise).
+            base: unsafe { NonNull::new_unchecked(base as *mut u8) },
+            top,
+        }
     }
 
     /// The start of the mapping: the guard page.
@@ -266,9 +284,7 @@ pub(crate) fn unmap_batch(mut stacks: Vec<MmapStack>) {
     for s in stacks {
         // Its mapping is unmapped below, as part of a run: never by its own `Drop`.
         let s = ManuallyDrop::new(s);
-        if s.vg_id != VG_NONE {
-            valgrind::stack_deregister(s.vg_id);
-        }
+        valgrind::deregister_stack(s.base() as usize);
         let (lo, hi) = (s.map() as usize, s.top);
         run = match run {
             Some((start, end)) if end == lo => Some((start, hi)),
@@ -296,9 +312,7 @@ fn unmap_run(start: usize, end: usize) {
 
 impl Drop for MmapStack {
     fn drop(&mut self) {
-        if self.vg_id != VG_NONE {
-            valgrind::stack_deregister(self.vg_id);
-        }
+        valgrind::deregister_stack(self.base() as usize);
         // SAFETY: exactly the mapping `new` made, which this value owns; nothing runs on it any
         // more (it is being dropped).
         let r = unsafe { syscall!(munmap(self.map().cast(), self.top - self.map() as usize)) };
