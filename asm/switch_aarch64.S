@@ -84,11 +84,13 @@
 #  define FUNC_BEGIN(name) .globl SYM(name) %% .private_extern SYM(name) %% .p2align 4 %% SYM(name):
 #  define FUNC_END(name)
 #  define LOCAL(label) L##label:
+#  define LREF(label) L##label
 #else
 #  define SYM(name) name
 #  define FUNC_BEGIN(name) .globl name ; .hidden name ; .type name, %function ; .p2align 4 ; name:
 #  define FUNC_END(name) .size name, . - name
 #  define LOCAL(label) .L##label:
+#  define LREF(label) .L##label
 #endif
 
     .text
@@ -209,7 +211,10 @@ FUNC_END(grove_switch_return)
 // The fresh stack (src/arch/aarch64.rs): link slot at tramp_sp (16-byte aligned), below it a
 // 160-byte frame with x19 = entry, x20 = data, x29 = 0, x30 = grove_trampoline. On entry
 // sp = tramp_sp and x0 = arg. CFA = [sp] + 160; registers at the same CFA offsets as the
-// x86_64 trampoline's, per the slot table above.
+// x86_64 trampoline's, per the slot table above. As there, the entry is not called with `blr`,
+// which would push the return-address stack with an entry no `ret` consumes (see the x86_64
+// file): `adr x30` sets the return address and `br` branches. Nothing moves sp, so the CFI
+// stays the same throughout.
 FUNC_BEGIN(grove_trampoline)
     .cfi_startproc
     .cfi_signal_frame
@@ -237,8 +242,11 @@ FUNC_BEGIN(grove_trampoline)
     .cfi_offset 79, -8
 LOCAL(tr_0)   hint #36                        // bti j: reached by `br`
 LOCAL(tr_1)   mov x1, x20                     // second argument: data (x0 is already arg)
-LOCAL(tr_2)   blr x19                         // entry(arg, data): never returns
-LOCAL(tr_3)   brk #1                          // unreachable
+LOCAL(tr_2)   mov x16, x19                    // entry(arg, data), a `blr x19` in two halves,
+LOCAL(tr_3)   adr x30, LREF(tr_ret)           // the return address, as `blr` sets it...
+LOCAL(tr_4)   br x16                          // ...and a branch that pushes nothing (via x16,
+                                              // which a `bti c` landing pad accepts)
+LOCAL(tr_ret) brk #1                          // unreachable: the entry never returns
     .cfi_endproc
 FUNC_END(grove_trampoline)
 

@@ -107,11 +107,13 @@
 #  define FUNC_BEGIN(name) .globl SYM(name) ; .private_extern SYM(name) ; .p2align 4 ; SYM(name):
 #  define FUNC_END(name)
 #  define LOCAL(label) L##label:
+#  define LREF(label) L##label
 #else
 #  define SYM(name) name
 #  define FUNC_BEGIN(name) .globl name ; .hidden name ; .type name, @function ; .p2align 4 ; name:
 #  define FUNC_END(name) .size name, . - name
 #  define LOCAL(label) .L##label:
+#  define LREF(label) .L##label
 #endif
 
     .intel_syntax noprefix
@@ -241,6 +243,14 @@ FUNC_END(grove_switch_return)
 // Register state on entry (via grove_switch's `jmp rcx`):
 //     rsp = tramp_sp; rdi = arg of the first switch; r12 = entry; rbx = data; rbp = 0.
 //
+// It calls the entry function, but not with `call`: a `call` would push the return stack buffer
+// with an entry that no `ret` ever consumes (the entry function never returns), and the first
+// switch back out of this context, a `ret` in grove_switch_return, would pop that entry instead
+// of the one its resumer's `call grove_switch` left: a mispredicted return in every greenlet's
+// life. So the trampoline pushes the return address itself and jumps, which leaves the RSB as
+// the resumer left it. To the entry function (and to unwinders) it is the same: it starts with
+// rsp = tramp_sp - 8 and the return address, the `ud2` below, at [rsp].
+//
 // The CFI of this frame is what makes backtraces cross stacks. The Canonical Frame Address is
 // computed, not fixed: CFA = [tramp_sp] + FRAME_SIZE, i.e. the resumer's stack pointer as it will
 // be once its grove_switch returns. Relative to that CFA the resumer's registers sit where its
@@ -259,12 +269,22 @@ FUNC_BEGIN(grove_trampoline)
     .cfi_offset r13, -40
     .cfi_offset r14, -48
     .cfi_offset r15, -56
-LOCAL(tr_0)   endbr64                             // reached by an indirect jump
-LOCAL(tr_1)   mov rsi, rbx                        // second argument: the data pointer
+LOCAL(tr_0)   endbr64                         // reached by an indirect jump
+LOCAL(tr_1)   mov rsi, rbx                    // second argument: the data pointer
                                               // (first argument, rdi, is already `arg`)
-LOCAL(tr_2)   call r12                            // entry(arg, data): never returns; it ends by
-                                              // switching away for the last time
-LOCAL(tr_3)   ud2                                 // unreachable: trap loudly if it ever did
+LOCAL(tr_2)   lea rax, [rip + LREF(tr_ret)]   // entry(arg, data), a `call r12` in two halves:
+LOCAL(tr_3)   push rax                        // the return address, where `call` puts it...
+    // DW_CFA_def_cfa_expression: DW_OP_breg7 (rsp) 8; DW_OP_deref; DW_OP_plus_uconst 56
+    .cfi_escape 0x0f, 0x05, 0x77, 0x08, 0x06, 0x23, 0x38    // (the link slot is at rsp + 8 now)
+LOCAL(tr_4)   jmp r12                         // ...and a jump, which pushes no RSB entry. The
+                                              // entry never returns: it ends by switching away
+                                              // for the last time.
+    // From here on the CFI describes this frame as seen from inside the entry function, the
+    // way an unwinder rebuilds it (rsp = the entry's CFA = tramp_sp, as if `call` had
+    // returned): it looks up the rule at the return address minus one, which is the `int3`.
+    .cfi_escape 0x0f, 0x05, 0x77, 0x00, 0x06, 0x23, 0x38
+              int3                            // never executed
+LOCAL(tr_ret) ud2                             // unreachable: trap loudly if the entry returned
     .cfi_endproc
 FUNC_END(grove_trampoline)
 
