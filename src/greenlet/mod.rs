@@ -23,7 +23,7 @@
 //!       ├──────────────────────────────┤
 //!       │ the closure F (moved in)     │
 //!       ├──────────────────────────────┤
-//!       │ link slot + initial frame    │  (arch::Context::fresh)
+//!       │ link area + initial frame    │  (arch::Context::fresh)
 //!       │ ... the greenlet's calls ... │
 //!  base └──────────────────────────────┘
 //!       │ guard page                   │
