@@ -25,6 +25,12 @@ impl Locals {
         self.clear_values();
     }
 
+    /// Whether there is nothing to drop: no value, and no memory held for any.
+    #[inline]
+    pub(super) fn owns_nothing(&self) -> bool {
+        self.0.try_borrow().is_ok_and(|v| v.capacity() == 0)
+    }
+
     #[cold]
     fn clear_values(&self) {
         for _ in 0..8 {

@@ -226,8 +226,8 @@ thread_local! {
     static CURRENT: Cell<*const Header> = const { Cell::new(ptr::null()) };
     /// Keeps this thread's main greenlet alive until the thread ends.
     static MAIN: MainHandle = const { MainHandle(Cell::new(None)) };
-    /// A block of greenlet ids reserved for this thread: (next, end).
-    static IDS: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
+    /// The last greenlet id this thread handed out, from a block it reserved (0: none yet).
+    static LAST_ID: Cell<u64> = const { Cell::new(0) };
 }
 
 struct MainHandle(Cell<Option<Greenlet>>);
@@ -240,18 +240,22 @@ impl Drop for MainHandle {
     }
 }
 
+/// Ids are reserved in blocks of ID_BLOCK (a power of two), so that a thread touches the shared
+/// counter once per block. Blocks start at 1 plus a multiple of ID_BLOCK, so each one ends on a
+/// multiple of it.
 static NEXT_ID_BLOCK: AtomicU64 = AtomicU64::new(1);
 const ID_BLOCK: u64 = 1024;
 
 fn next_id() -> u64 {
-    IDS.with(|ids| {
-        let (mut next, mut end) = ids.get();
-        if next == end {
-            next = NEXT_ID_BLOCK.fetch_add(ID_BLOCK, Ordering::Relaxed);
-            end = next + ID_BLOCK;
-        }
-        ids.set((next + 1, end));
-        next
+    LAST_ID.with(|last| {
+        let id = if last.get() % ID_BLOCK == 0 {
+            // This thread's block is used up (or it has none yet): reserve the next one.
+            NEXT_ID_BLOCK.fetch_add(ID_BLOCK, Ordering::Relaxed)
+        } else {
+            last.get() + 1
+        };
+        last.set(id);
+        id
     })
 }
 
@@ -920,12 +924,12 @@ unsafe fn release(h: NonNull<Header>) {
     // Drop and take what the header owns: its memory goes back to the pool, or is freed, below.
     // SAFETY: the header is live until this function is done with it, and nobody else can
     // reach it (no handles). `release` runs once per header: these fields are dropped or read
-    // out only here, and nothing uses them (or the header) afterwards. (The name and the
-    // locals are dropped in place rather than moved out: usually there is nothing to drop, and
-    // the check costs less than a copy.)
+    // out only here, and nothing uses them (or the header) afterwards.
     let (parent, owner, base, top, low) = unsafe {
-        ptr::drop_in_place(ptr::addr_of_mut!((*raw).name));
-        ptr::drop_in_place(ptr::addr_of_mut!((*raw).locals));
+        // Usually there is no name and there are no locals: nothing to drop, and no call here.
+        if (*raw).name.is_some() || !(*raw).locals.owns_nothing() {
+            drop_name_and_locals(raw);
+        }
         let owner = ptr::read(&*(*raw).stack);
         let parent = (*raw).parent.take();
         (parent, owner, (*raw).base, (*raw).top, (*raw).low_sp.get())
@@ -940,6 +944,21 @@ unsafe fn release(h: NonNull<Header>) {
         StackOwner::Thread => unsafe { drop(Box::from_raw(raw as *mut ManuallyDrop<Header>)) },
     }
     drop(parent);
+}
+
+/// `release`'s drop of a header's name and greenlet-local values, when it has any.
+///
+/// # Safety
+///
+/// As for `release`, which calls it once per header at most.
+#[cold]
+#[inline(never)]
+unsafe fn drop_name_and_locals(raw: *mut Header) {
+    // SAFETY: as the caller promises: dropped in place once, never used again.
+    unsafe {
+        ptr::drop_in_place(ptr::addr_of_mut!((*raw).name));
+        ptr::drop_in_place(ptr::addr_of_mut!((*raw).locals));
+    }
 }
 
 impl Clone for Greenlet {
@@ -967,13 +986,23 @@ impl fmt::Debug for Greenlet {
 }
 
 impl Drop for Greenlet {
+    #[inline]
     fn drop(&mut self) {
         let hd = self.header();
         let n = hd.handles.get() - 1;
         hd.handles.set(n);
-        if n > 0 {
-            return;
+        if n == 0 {
+            self.last_handle_dropped();
         }
+    }
+}
+
+impl Greenlet {
+    /// `drop` of the last handle: kill a suspended greenlet, release a finished one. Out of
+    /// line, so that dropping any other handle is a decrement and a test.
+    #[inline(never)]
+    fn last_handle_dropped(&mut self) {
+        let hd = self.header();
         match self.state() {
             // A running main greenlet without handles: its thread is exiting (the MAIN
             // thread-local gave up its handle). Free it, and forget it as the current one.
