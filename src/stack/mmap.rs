@@ -21,7 +21,7 @@ use crate::syscall::syscall;
 use std::io;
 use std::mem::ManuallyDrop;
 use std::ptr::{self, NonNull};
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 
 /// `MADV_GUARD_INSTALL` (Linux 6.13, `include/uapi/asm-generic/mman-common.h`): turns the
 /// pages into guard regions that fault on any access, without splitting the VMA. Not yet in
@@ -78,8 +78,19 @@ fn guard_is_effective(addr: *const u8) -> bool {
     matches!(r, Err(e) if e.raw_os_error() == Some(libc::EFAULT))
 }
 
-/// The system's page size (cached after the first call).
+/// The system's page size. x86_64 has a single base page size, 4 KiB, on every system grove
+/// runs on, so there it is a constant the compiler folds into the pool's arithmetic; elsewhere
+/// (aarch64 kernels use 4, 16 or 64 KiB pages) it is asked of the system once and cached.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub(crate) const fn page_size() -> usize {
+    4096
+}
+
+/// The system's page size (asked once, then cached).
+#[cfg(not(target_arch = "x86_64"))]
 pub(crate) fn page_size() -> usize {
+    use std::sync::atomic::AtomicUsize;
     static PAGE: AtomicUsize = AtomicUsize::new(0);
     let p = PAGE.load(Ordering::Relaxed);
     if p != 0 {
@@ -367,6 +378,13 @@ fn enomem_message(size: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn page_size_is_the_systems() {
+        // SAFETY: sysconf has no memory-safety preconditions.
+        let sys = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+        assert_eq!(page_size() as libc::c_long, sys);
+    }
 
     /// Runs `f` in a forked child and returns how it ended (`waitpid` status).
     fn in_child(f: impl FnOnce()) -> libc::c_int {
