@@ -409,22 +409,26 @@ impl Builder {
                 (Some(s), StackOwner::Pooled, bounds)
             }
             Some(s) => {
-                let bounds = (s.base() as usize, s.top() as usize, s.guard_size());
+                let (base, top) = (s.base() as usize, s.top() as usize);
+                // The `Stack` contract promises this, but an error is kinder than a crash. (A
+                // pooled stack is right by construction.)
+                if top % 16 != 0 || top.saturating_sub(base) < MIN_STACK_SIZE {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        format!(
+                            "grove: a greenlet stack must be 16-byte aligned at the top and at \
+                             least {MIN_STACK_SIZE} bytes; this one has {} bytes, top at \
+                             {top:#x}",
+                            top.saturating_sub(base)
+                        ),
+                    ));
+                }
+                let bounds = (base, top, s.guard_size());
                 // Boxed once more: a thin pointer keeps the owner two words, which the header
                 // writes and reads in registers.
                 (None, StackOwner::Custom(Box::new(s)), bounds)
             }
         };
-        if top % 16 != 0 || top.saturating_sub(base) < MIN_STACK_SIZE {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!(
-                    "grove: a greenlet stack must be 16-byte aligned at the top and at least \
-                     {MIN_STACK_SIZE} bytes; this one has {} bytes, top at {top:#x}",
-                    top.saturating_sub(base)
-                ),
-            ));
-        }
         let parent = match self.parent {
             Some(p) => p,
             None => Greenlet::current(),
