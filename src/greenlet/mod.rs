@@ -938,6 +938,7 @@ unsafe fn release(h: NonNull<Header>) {
         let parent = (*raw).parent.take();
         (parent, owner, (*raw).base, (*raw).top, (*raw).low_sp.get())
     };
+    drop(parent);
     match owner {
         // SAFETY: the parts of the pool's stack that `Builder::build` gave the header, made
         // into a stack again only here (once per header).
@@ -947,7 +948,6 @@ unsafe fn release(h: NonNull<Header>) {
         // moved out above, so free the memory without dropping fields again.
         StackOwner::Thread => unsafe { drop(Box::from_raw(raw as *mut ManuallyDrop<Header>)) },
     }
-    drop(parent);
 }
 
 /// `release`'s drop of a header's name and greenlet-local values, when it has any.
