@@ -12,6 +12,9 @@
 //     extern "C" fn grove_switch_return(arg: usize, from: *mut Context, to: *const Context) -> usize;
 //     extern "C" fn grove_trampoline() -> !;
 //
+// As on x86_64 they are called only from the inline asm in src/arch/mod.rs, which declares
+// x20-x28 and v8-v15 clobbered (see "Who saves what" below).
+//
 // ---- The ABI facts that differ (AAPCS64, "Procedure Call Standard for the Arm 64-bit Arch.") ----
 //
 //   * Arguments in x0, x1, x2; the result in x0. So `arg` arrives in x0 and is already where
@@ -23,49 +26,42 @@
 //   * FPCR (rounding mode, flush-to-zero) is not switched, for the reason given in the x86_64
 //     file for MXCSR.
 //   * sp must be 16-byte aligned at every instruction that uses it, not only at calls: the frame
-//     below is 160 bytes, a multiple of 16, and fresh stacks are aligned by src/arch/aarch64.rs.
+//     below is 32 bytes, a multiple of 16, and fresh stacks are aligned by src/arch/mod.rs.
 //   * There is no red zone on Linux; macOS has a 128-byte one. The argument is the same as on
 //     x86_64: a switch is a call, and no caller keeps live data below sp across a call.
 //
+// ---- Who saves what: as on x86_64 ------------------------------------------------------------------
+//
+//   * sp is the context (Context.sp); x30, the return address, is where to continue.
+//   * x19 and x29 are saved here: an asm block cannot declare them clobbered (LLVM reserves x19
+//     as a base pointer and x29 as the frame pointer).
+//   * x20-x28 and d8-d15 are not touched here: the call site declares them (and the whole of
+//     v8-v15) clobbered, so the compiler keeps nothing live in them across a switch, and the
+//     function that contains the switch saves and restores them for its caller, as the ABI asks.
+//
 // ---- The slot table: a suspended context's stack, from its saved sp upwards ---------------------
 //
-//     offset  slot           offset  slot
-//       0     x19 (fresh: entry function)     96   d8
-//       8     x20 (fresh: data pointer)      104   d9
-//      16     x21                            112   d10
-//      24     x22                            120   d11
-//      32     x23                            128   d12
-//      40     x24                            136   d13
-//      48     x25                            144   d14
-//      56     x26                            152   d15
-//      64     x27                            160   (end: the resumed code's sp)
-//      72     x28
-//      80     x29 (fresh: 0)
-//      88     x30 = where to continue (fresh: grove_trampoline)
+//     offset  slot
+//       0     x29 (fresh: 0)
+//       8     x30 = where to continue (fresh: grove_trampoline)
+//      16     x19 (fresh: the entry function's data pointer)
+//      24     (unused: keeps sp 16-byte aligned; fresh: 0)
+//      32     (end: the resumed code's sp)
 //
-.equ FRAME_X19,   0
-.equ FRAME_X20,   8
-.equ FRAME_X21,   16
-.equ FRAME_X22,   24
-.equ FRAME_X23,   32
-.equ FRAME_X24,   40
-.equ FRAME_X25,   48
-.equ FRAME_X26,   56
-.equ FRAME_X27,   64
-.equ FRAME_X28,   72
-.equ FRAME_X29,   80
-.equ FRAME_X30,   88
-.equ FRAME_D8,    96
-.equ FRAME_D10,   112
-.equ FRAME_D12,   128
-.equ FRAME_D14,   144
-.equ FRAME_SIZE,  160
+.equ FRAME_X29,   0
+.equ FRAME_X30,   8
+.equ FRAME_X19,   16
+.equ FRAME_SIZE,  32
 .equ CTX_SP,      0
 .equ CTX_LINK,    8
+// A fresh context's link area, the 16 bytes at tramp_sp (see grove_trampoline):
+.equ LINK_SLOT,   0         // the link slot: where Context.link points
+.equ LINK_ENTRY,  8         // the entry function
 //
 // ---- Register state on entry and exit of grove_switch: as on x86_64, with ----------------------
 //     entry: x0 = arg, x1 = from, x2 = to, x30 = return address, sp = from's stack
-//     exit:  x0 = arg, x19-x29, d8-d15, sp = to's, x30 = to's return address (also in x16)
+//     exit:  x0 = arg, x19, x29, sp = to's, x30 = to's return address (also in x16);
+//            x20-x28 and d8-d15 unchanged (whatever `from` had in them)
 //
 // ---- How it leaves: two exits, as on x86_64 ---------------------------------------------------------
 // grove_switch is entered by `bl` and leaves by `br x16`, an indirect branch that leaves the
@@ -84,11 +80,13 @@
 #  define FUNC_BEGIN(name) .globl SYM(name) %% .private_extern SYM(name) %% .p2align 4 %% SYM(name):
 #  define FUNC_END(name)
 #  define LOCAL(label) L##label:
+#  define LREF(label) L##label
 #else
 #  define SYM(name) name
 #  define FUNC_BEGIN(name) .globl name ; .hidden name ; .type name, %function ; .p2align 4 ; name:
 #  define FUNC_END(name) .size name, . - name
 #  define LOCAL(label) .L##label:
+#  define LREF(label) .L##label
 #endif
 
     .text
@@ -97,39 +95,14 @@
 // The body both switches share (steps 1 to 4), as in the x86_64 file.
 // -------------------------------------------------------------------------------------------------
 .macro SAVE_SWAP_RESTORE
-    // ---- 1. Save `from`: one 160-byte frame, stored in pairs (no push on aarch64). -------------
+    // ---- 1. Save `from`: one 32-byte frame (no push on aarch64). ----------------------------------
     sub sp, sp, #FRAME_SIZE
     .cfi_def_cfa_offset FRAME_SIZE
-    stp x19, x20, [sp, #FRAME_X19]
-    stp x21, x22, [sp, #FRAME_X21]
-    stp x23, x24, [sp, #FRAME_X23]
-    stp x25, x26, [sp, #FRAME_X25]
-    stp x27, x28, [sp, #FRAME_X27]
     stp x29, x30, [sp, #FRAME_X29]  // x30: where `from` continues
-    stp d8,  d9,  [sp, #FRAME_D8]
-    stp d10, d11, [sp, #FRAME_D10]
-    stp d12, d13, [sp, #FRAME_D12]
-    stp d14, d15, [sp, #FRAME_D14]
-    .cfi_offset x19, -160
-    .cfi_offset x20, -152
-    .cfi_offset x21, -144
-    .cfi_offset x22, -136
-    .cfi_offset x23, -128
-    .cfi_offset x24, -120
-    .cfi_offset x25, -112
-    .cfi_offset x26, -104
-    .cfi_offset x27, -96
-    .cfi_offset x28, -88
-    .cfi_offset x29, -80
-    .cfi_offset x30, -72
-    .cfi_offset 72, -64                      // DWARF 72-79 = v8-v15 (d8-d15)
-    .cfi_offset 73, -56
-    .cfi_offset 74, -48
-    .cfi_offset 75, -40
-    .cfi_offset 76, -32
-    .cfi_offset 77, -24
-    .cfi_offset 78, -16
-    .cfi_offset 79, -8
+    str x19, [sp, #FRAME_X19]
+    .cfi_offset x29, -32
+    .cfi_offset x30, -24
+    .cfi_offset x19, -16
 
     // ---- 2. Publish where `from` stopped (sp cannot be stored directly: go through x9). --------
     mov x9, sp
@@ -142,39 +115,13 @@
     mov sp, x9
 
     // ---- 4. Restore `to`'s registers. ----------------------------------------------------------
-    ldp x19, x20, [sp, #FRAME_X19]
-    ldp x21, x22, [sp, #FRAME_X21]
-    ldp x23, x24, [sp, #FRAME_X23]
-    ldp x25, x26, [sp, #FRAME_X25]
-    ldp x27, x28, [sp, #FRAME_X27]
     ldp x29, x30, [sp, #FRAME_X29]
-    ldp d8,  d9,  [sp, #FRAME_D8]
-    ldp d10, d11, [sp, #FRAME_D10]
-    ldp d12, d13, [sp, #FRAME_D12]
-    ldp d14, d15, [sp, #FRAME_D14]
+    ldr x19, [sp, #FRAME_X19]
     add sp, sp, #FRAME_SIZE
     .cfi_def_cfa_offset 0
-    .cfi_restore x19
-    .cfi_restore x20
-    .cfi_restore x21
-    .cfi_restore x22
-    .cfi_restore x23
-    .cfi_restore x24
-    .cfi_restore x25
-    .cfi_restore x26
-    .cfi_restore x27
-    .cfi_restore x28
     .cfi_restore x29
     .cfi_restore x30
-    .cfi_restore 72
-    .cfi_restore 73
-    .cfi_restore 74
-    .cfi_restore 75
-    .cfi_restore 76
-    .cfi_restore 77
-    .cfi_restore 78
-    .cfi_restore 79
-
+    .cfi_restore x19
 .endm
 
 // -------------------------------------------------------------------------------------------------
@@ -206,39 +153,28 @@ FUNC_END(grove_switch_return)
 // -------------------------------------------------------------------------------------------------
 // grove_trampoline: where a fresh context starts
 // -------------------------------------------------------------------------------------------------
-// The fresh stack (src/arch/aarch64.rs): link slot at tramp_sp (16-byte aligned), below it a
-// 160-byte frame with x19 = entry, x20 = data, x29 = 0, x30 = grove_trampoline. On entry
-// sp = tramp_sp and x0 = arg. CFA = [sp] + 160; registers at the same CFA offsets as the
-// x86_64 trampoline's, per the slot table above.
+// The fresh stack (src/arch/mod.rs): the link area at tramp_sp (16-byte aligned; the link slot,
+// then the entry function), below it a 32-byte frame with x29 = 0, x30 = grove_trampoline,
+// x19 = data. On entry sp = tramp_sp and x0 = arg. CFA = [sp] + 32; registers at the CFA
+// offsets the slot table gives them. As on x86_64, the entry is not called with `blr`, which
+// would push the return-address stack with an entry no `ret` consumes (see the x86_64 file):
+// `adr x30` sets the return address and `br` branches. Nothing moves sp, so the CFI stays the
+// same throughout.
 FUNC_BEGIN(grove_trampoline)
     .cfi_startproc
     .cfi_signal_frame
-    // DW_CFA_def_cfa_expression, 6 bytes: DW_OP_breg31 (sp) 0; DW_OP_deref; DW_OP_plus_uconst 160
-    .cfi_escape 0x0f, 0x06, 0x8f, 0x00, 0x06, 0x23, 0xa0, 0x01
-    .cfi_offset x19, -160
-    .cfi_offset x20, -152
-    .cfi_offset x21, -144
-    .cfi_offset x22, -136
-    .cfi_offset x23, -128
-    .cfi_offset x24, -120
-    .cfi_offset x25, -112
-    .cfi_offset x26, -104
-    .cfi_offset x27, -96
-    .cfi_offset x28, -88
-    .cfi_offset x29, -80
-    .cfi_offset x30, -72
-    .cfi_offset 72, -64
-    .cfi_offset 73, -56
-    .cfi_offset 74, -48
-    .cfi_offset 75, -40
-    .cfi_offset 76, -32
-    .cfi_offset 77, -24
-    .cfi_offset 78, -16
-    .cfi_offset 79, -8
+    // DW_CFA_def_cfa_expression, 5 bytes: DW_OP_breg31 (sp) 0; DW_OP_deref; DW_OP_plus_uconst 32
+    .cfi_escape 0x0f, 0x05, 0x8f, 0x00, 0x06, 0x23, 0x20
+    .cfi_offset x29, -32
+    .cfi_offset x30, -24
+    .cfi_offset x19, -16
 LOCAL(tr_0)   hint #36                        // bti j: reached by `br`
-LOCAL(tr_1)   mov x1, x20                     // second argument: data (x0 is already arg)
-LOCAL(tr_2)   blr x19                         // entry(arg, data): never returns
-LOCAL(tr_3)   brk #1                          // unreachable
+LOCAL(tr_1)   mov x1, x19                     // second argument: data (x0 is already arg)
+LOCAL(tr_2)   ldr x16, [sp, #LINK_ENTRY]      // entry(arg, data), a `blr` in two halves:
+LOCAL(tr_3)   adr x30, LREF(tr_ret)           // the return address, as `blr` sets it...
+LOCAL(tr_4)   br x16                          // ...and a branch that pushes nothing (via x16,
+                                              // which a `bti c` landing pad accepts)
+LOCAL(tr_ret) brk #1                          // unreachable: the entry never returns
     .cfi_endproc
 FUNC_END(grove_trampoline)
 

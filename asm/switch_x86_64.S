@@ -2,18 +2,19 @@
 // grove: the context switch for x86_64, System V ABI (Linux, the BSDs, macOS)
 // =================================================================================================
 //
-// This file is the whole of grove's machine-level magic on x86_64: two routines, 30-odd
-// instructions. Everything else (greenlets, the hub, sockets) is ordinary Rust calling them.
-// docs/switch.md draws the stacks and argues correctness at length; this file narrates each step.
+// This file is the whole of grove's machine-level magic on x86_64: two routines and a
+// trampoline, 30-odd instructions. Everything else (greenlets, the hub, sockets) is ordinary
+// Rust calling them. docs/switch.md draws the stacks and argues correctness at length; this file
+// narrates each step.
 //
 // ---- The Rust-side prototypes (src/arch/mod.rs) --------------------------------------------------
 //
 //     #[repr(C)] pub struct Context { sp: *mut u8, link: *mut *mut u8 }
 //
 //     extern "C" {
-//         /// Saves the caller's callee-saved registers on its own stack, stores that stack
-//         /// pointer in `from.sp` (and in `*to.link`), loads `to.sp`, restores the registers
-//         /// found there and continues wherever `to` stopped. Returns (in `to`'s world) `arg`.
+//         /// Saves the caller's rbx and rbp on its own stack, stores that stack pointer in
+//         /// `from.sp` (and in `*to.link`), loads `to.sp`, restores the rbx and rbp found there
+//         /// and continues wherever `to` stopped. Returns (in `to`'s world) `arg`.
 //         fn grove_switch(arg: usize, from: *mut Context, to: *const Context) -> usize;
 //
 //         /// The same switch, entered by a jump shim and leaving by `ret`: for switching back to
@@ -23,6 +24,9 @@
 //         /// Not called by Rust: the first "return address" of a fresh context. See below.
 //         fn grove_trampoline() -> !;
 //     }
+//
+// They are not called as plain C functions, though: only from the inline asm in
+// src/arch/mod.rs, which declares r12-r15 clobbered. "Who saves what" below explains why.
 //
 // ---- The ABI facts this relies on (System V AMD64 psABI, section 3.2) ----------------------------
 //
@@ -39,46 +43,65 @@
 //     functions in practice: no caller keeps live data there across a call, and a switch is a
 //     call.
 //
+// ---- Who saves what: the switch and its one call site ------------------------------------------
+//
+// Code that calls a switch must get every callee-saved register back, as from any call. The
+// switch keeps that promise together with its call site, the inline asm in src/arch/mod.rs:
+//
+//   * rsp is the context itself (Context.sp), and where to continue is the return address the
+//     `call` pushed: both are in the frame below.
+//   * rbx and rbp are saved here, in the frame. (They have to be: an asm block cannot declare
+//     them clobbered, since LLVM reserves rbx for itself and rbp as the frame pointer.)
+//   * r12-r15 are not touched here at all. The call site declares them clobbered, as it declares
+//     the caller-saved registers clobbered (clobber_abi("C")). So the compiler keeps nothing in
+//     them across a switch: a value live across it is kept in rbx or rbp or in the stack frame
+//     of the function making the switch, and that function, like any function that uses r12-r15,
+//     saves them in its prologue and restores them in its epilogue for its own caller. After a
+//     switch, r12-r15 hold whatever the other context left in them, and nothing reads that.
+//
+// So every callee-saved register survives every switch, as seen by the Rust code around it;
+// tests/registers.rs checks exactly that, register by register, through arch::switch and
+// arch::switch_return. This is corosensei's arrangement. What it buys: the frame is three words,
+// not seven, and the compiler saves only what is live at a switch, once per function (a loop
+// that switches pays nothing per turn). What it costs: grove_switch is not a C function any more
+// (a C caller would lose its r12-r15), so only arch::switch and arch::switch_return may call it.
+//
 // ---- The slot table: a suspended context's stack, from its saved sp upwards ---------------------
 //
-// A suspended context is nothing but a stack pointer. At that address sits this frame: the six
-// callee-saved registers and the address to continue at. src/arch/x86_64.rs declares the same
-// frame as a #[repr(C)] struct and asserts, with offset_of!, that its fields sit at the offsets
-// below: build.rs reads these .equ lines, so the assembly and the Rust cannot drift apart.
+// A suspended context is nothing but a stack pointer. At that address sits this frame: rbx, rbp
+// and the address to continue at. src/arch/x86_64.rs declares the same frame as a #[repr(C)]
+// struct and asserts, with offset_of!, that its fields sit at the offsets below: build.rs reads
+// these .equ lines, so the assembly and the Rust cannot drift apart.
 //
 //     offset   slot        who fills it
 //     ------   ---------   ------------------------------------------------------------------------
-//       0      r15         push r15 (the last push, so the lowest address)
-//       8      r14         push r14
-//      16      r13         push r13
-//      24      r12         push r12   (fresh context: the entry function's address)
-//      32      rbx         push rbx   (fresh context: the entry function's data pointer)
-//      40      rbp         push rbp   (fresh context: 0, which ends frame-pointer walks)
-//      48      rip         the `call grove_switch` that suspended it (fresh: grove_trampoline)
-//      56      (end)       the suspended code's rsp once it is running again
+//       0      rbx         push rbx (the last push, so the lowest address)
+//                          (fresh context: the entry function's data pointer)
+//       8      rbp         push rbp   (fresh context: 0, which ends frame-pointer walks)
+//      16      rip         the `call grove_switch` that suspended it (fresh: grove_trampoline)
+//      24      (end)       the suspended code's rsp once it is running again
 //
-.equ FRAME_R15,   0
-.equ FRAME_R14,   8
-.equ FRAME_R13,   16
-.equ FRAME_R12,   24
-.equ FRAME_RBX,   32
-.equ FRAME_RBP,   40
-.equ FRAME_RIP,   48
-.equ FRAME_SIZE,  56
+.equ FRAME_RBX,   0
+.equ FRAME_RBP,   8
+.equ FRAME_RIP,   16
+.equ FRAME_SIZE,  24
 // struct Context:
 .equ CTX_SP,      0
 .equ CTX_LINK,    8
+// A fresh context's link area, the 16 bytes at tramp_sp (see grove_trampoline):
+.equ LINK_SLOT,   0         // the link slot: where Context.link points
+.equ LINK_ENTRY,  8         // the entry function
 //
 // ---- Register state on entry and on exit of grove_switch -----------------------------------------
 //
 //     entry (running `from`)                      exit (running `to`)
 //     rdi = arg                                   rdi = arg (untouched)
 //     rsi = from: *mut Context                    rax = arg: the value grove_switch "returns"
-//     rdx = to: *const Context                    rbx, rbp, r12-r15 = to's values, as it saved them
+//     rdx = to: *const Context                    rbx, rbp = to's values, as it saved them
 //     rsp = from's stack, [rsp] = return address  rsp = to's rsp just after its own call returned
-//     rbx, rbp, r12-r15 = from's values           rip = to's return address (or the trampoline)
-//                                                 rcx = that address (grove_switch only)
-//                                                 rsi, rdx unchanged
+//     rbx, rbp = from's values                    rip = to's return address (or the trampoline)
+//     r12-r15 = anything (clobbered)              rcx = that address (grove_switch only)
+//                                                 rsi, rdx, r12-r15 unchanged
 //
 // ---- Two exits, to keep the return-address predictor balanced --------------------------------------
 //
@@ -107,11 +130,13 @@
 #  define FUNC_BEGIN(name) .globl SYM(name) ; .private_extern SYM(name) ; .p2align 4 ; SYM(name):
 #  define FUNC_END(name)
 #  define LOCAL(label) L##label:
+#  define LREF(label) L##label
 #else
 #  define SYM(name) name
 #  define FUNC_BEGIN(name) .globl name ; .hidden name ; .type name, @function ; .p2align 4 ; name:
 #  define FUNC_END(name) .size name, . - name
 #  define LOCAL(label) .L##label:
+#  define LREF(label) .L##label
 #endif
 
     .intel_syntax noprefix
@@ -124,8 +149,8 @@
     // CFI: on entry the Canonical Frame Address is rsp+8 and the return address sits at CFA-8;
     // that is the default rule, so nothing is said until the first push.
 
-    // ---- 1. Save `from`: push its callee-saved registers onto its own stack. ---------------------
-    // After these six pushes [rsp] holds the slot table above, the return address (pushed by the
+    // ---- 1. Save `from`: push rbx and rbp onto its own stack (r12-r15: see "Who saves what"). --
+    // After these two pushes [rsp] holds the slot table above, the return address (pushed by the
     // caller's `call`, or by the jump shim) at FRAME_RIP.
     push rbp                                  // FRAME_RBP
     .cfi_adjust_cfa_offset 8
@@ -133,18 +158,6 @@
     push rbx                                  // FRAME_RBX
     .cfi_adjust_cfa_offset 8
     .cfi_rel_offset rbx, 0
-    push r12                                  // FRAME_R12
-    .cfi_adjust_cfa_offset 8
-    .cfi_rel_offset r12, 0
-    push r13                                  // FRAME_R13
-    .cfi_adjust_cfa_offset 8
-    .cfi_rel_offset r13, 0
-    push r14                                  // FRAME_R14
-    .cfi_adjust_cfa_offset 8
-    .cfi_rel_offset r14, 0
-    push r15                                  // FRAME_R15
-    .cfi_adjust_cfa_offset 8
-    .cfi_rel_offset r15, 0
     // Now CFA = rsp + FRAME_SIZE. This CFI state stays right through step 3: the target's stack
     // holds a frame of exactly the same shape, so an unwinder stopping on any instruction sees a
     // well-formed frame whichever stack rsp points into.
@@ -159,19 +172,7 @@
     // ---- 3. Become `to`: one instruction swaps the whole world. --------------------------------
     mov rsp, [rdx + CTX_SP]                   // rsp = to.sp, pointing at to's slot table
 
-    // ---- 4. Restore `to`'s callee-saved registers, in the reverse order of step 1. -----------
-    pop r15
-    .cfi_adjust_cfa_offset -8
-    .cfi_restore r15
-    pop r14
-    .cfi_adjust_cfa_offset -8
-    .cfi_restore r14
-    pop r13
-    .cfi_adjust_cfa_offset -8
-    .cfi_restore r13
-    pop r12
-    .cfi_adjust_cfa_offset -8
-    .cfi_restore r12
+    // ---- 4. Restore `to`'s rbx and rbp, in the reverse order of step 1. -----------------------
     pop rbx
     .cfi_adjust_cfa_offset -8
     .cfi_restore rbx
@@ -192,7 +193,7 @@
 FUNC_BEGIN(grove_switch)
     .cfi_startproc
 LOCAL(sw_0)   endbr64                         // landing pad for indirect calls (CET IBT)
-LOCAL(sw_1)   SAVE_SWAP_RESTORE               // steps 1-4: 6 pushes, 3 stores, 1 load, 6 pops
+LOCAL(sw_1)   SAVE_SWAP_RESTORE               // steps 1-4: 2 pushes, 3 stores, 1 load, 2 pops
     // ---- 5. Continue `to` where it stopped, handing it `arg` as its switch's result. ---------
 LOCAL(sw_2)   pop rcx                         // rcx = to's return address; rsp is now exactly
     .cfi_adjust_cfa_offset -8                 // what it was in `to` before it switched away
@@ -228,43 +229,62 @@ FUNC_END(grove_switch_return)
 // grove_trampoline: where a fresh context starts
 // -------------------------------------------------------------------------------------------------
 //
-// src/arch/x86_64.rs prepares a fresh stack so that it looks exactly like a suspended context:
+// src/arch/mod.rs prepares a fresh stack so that it looks exactly like a suspended context:
 //
-//     tramp_sp + 8  ... (the greenlet's header, Rust's business)
-//     tramp_sp      link slot: grove_switch stores the resumer's sp here on every switch in
+//     tramp_sp + 16 ... (the greenlet's header, Rust's business)
+//     tramp_sp + 8  LINK_ENTRY: the entry function
+//     tramp_sp      LINK_SLOT: grove_switch stores the resumer's sp here on every switch in
 //     tramp_sp - 8  FRAME_RIP = grove_trampoline            <- the first switch "returns" here
-//     ...           FRAME_RBP = 0, FRAME_RBX = data, FRAME_R12 = entry, r13-r15 = 0
-//     tramp_sp - 56 <- Context.sp
+//     tramp_sp - 16 FRAME_RBP = 0
+//     tramp_sp - 24 FRAME_RBX = the entry's data pointer    <- Context.sp
 //
-// tramp_sp is 16-byte aligned, so the `call` below is made with an aligned rsp as the ABI wants.
+// tramp_sp is 16-byte aligned, so the entry function starts with rsp = 8 (mod 16), as after a
+// `call` made with an aligned rsp, as the ABI wants.
 //
 // Register state on entry (via grove_switch's `jmp rcx`):
-//     rsp = tramp_sp; rdi = arg of the first switch; r12 = entry; rbx = data; rbp = 0.
+//     rsp = tramp_sp; rdi = arg of the first switch; rbx = data; rbp = 0.
+//
+// It calls the entry function, but not with `call`: a `call` would push the return stack buffer
+// with an entry that no `ret` ever consumes (the entry function never returns), and the first
+// switch back out of this context, a `ret` in grove_switch_return, would pop that entry instead
+// of the one its resumer's `call grove_switch` left: a mispredicted return in every greenlet's
+// life. So the trampoline pushes the return address itself and jumps, which leaves the RSB as
+// the resumer left it. To the entry function (and to unwinders) it is the same: it starts with
+// rsp = tramp_sp - 8 and the return address, the `ud2` below, at [rsp].
 //
 // The CFI of this frame is what makes backtraces cross stacks. The Canonical Frame Address is
 // computed, not fixed: CFA = [tramp_sp] + FRAME_SIZE, i.e. the resumer's stack pointer as it will
-// be once its grove_switch returns. Relative to that CFA the resumer's registers sit where its
-// six pushes put them, so an unwinder (libgcc's, std::backtrace's, gdb's) steps from here
-// straight into the code that switched into us. The frame is marked as a signal frame: gdb then
-// accepts that the next frame's stack lies at a lower address, as a sigaltstack frame may.
+// be once its grove_switch returns. Relative to that CFA the resumer's rbx, rbp and return
+// address sit where its pushes put them, so an unwinder (libgcc's, std::backtrace's, gdb's)
+// steps from here straight into the code that switched into us. (The resumer's r12-r15 are not
+// described: they are dead at its switch, clobbered, and its own CFI says where it saved its
+// caller's.) The frame is marked as a signal frame: gdb then accepts that the next frame's stack
+// lies at a lower address, as a sigaltstack frame may.
 FUNC_BEGIN(grove_trampoline)
     .cfi_startproc
     .cfi_signal_frame
-    // DW_CFA_def_cfa_expression, 5 bytes: DW_OP_breg7 (rsp) 0; DW_OP_deref; DW_OP_plus_uconst 56
-    .cfi_escape 0x0f, 0x05, 0x77, 0x00, 0x06, 0x23, 0x38
+    // DW_CFA_def_cfa_expression, 5 bytes: DW_OP_breg7 (rsp) 0; DW_OP_deref; DW_OP_plus_uconst 24
+    .cfi_escape 0x0f, 0x05, 0x77, 0x00, 0x06, 0x23, 0x18
     .cfi_offset rip, -8
     .cfi_offset rbp, -16
     .cfi_offset rbx, -24
-    .cfi_offset r12, -32
-    .cfi_offset r13, -40
-    .cfi_offset r14, -48
-    .cfi_offset r15, -56
-LOCAL(tr_0)   endbr64                             // reached by an indirect jump
-LOCAL(tr_1)   mov rsi, rbx                        // second argument: the data pointer
+LOCAL(tr_0)   endbr64                         // reached by an indirect jump
+LOCAL(tr_1)   mov rsi, rbx                    // second argument: the data pointer
                                               // (first argument, rdi, is already `arg`)
-LOCAL(tr_2)   call r12                            // entry(arg, data): never returns; it ends by
-                                              // switching away for the last time
-LOCAL(tr_3)   ud2                                 // unreachable: trap loudly if it ever did
+LOCAL(tr_2)   mov rcx, [rsp + LINK_ENTRY]     // entry(arg, data), a `call` in two halves:
+LOCAL(tr_3)   lea rax, [rip + LREF(tr_ret)]
+LOCAL(tr_4)   push rax                        // the return address, where `call` puts it...
+    // DW_CFA_def_cfa_expression: DW_OP_breg7 (rsp) 8; DW_OP_deref; DW_OP_plus_uconst 24
+    .cfi_escape 0x0f, 0x05, 0x77, 0x08, 0x06, 0x23, 0x18    // (the link slot is at rsp + 8 now)
+LOCAL(tr_5)   jmp rcx                         // ...and a jump, which pushes no RSB entry. The
+                                              // entry never returns: it ends by switching away
+                                              // for the last time.
+    // From here on the CFI describes this frame as seen from inside the entry function, the
+    // way an unwinder rebuilds it (rsp = the entry's CFA = tramp_sp, as if `call` had
+    // returned): it looks up the rule at the return address minus one, which is the `int3`.
+    .cfi_escape 0x0f, 0x05, 0x77, 0x00, 0x06, 0x23, 0x18
+              int3                            // never executed
+LOCAL(tr_ret) ud2                             // unreachable: trap loudly if the entry returned
     .cfi_endproc
 FUNC_END(grove_trampoline)
 

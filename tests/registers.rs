@@ -3,19 +3,27 @@
 //! pattern, switches to the other side, which fills them with *its* patterns and switches back,
 //! and then compares every register with what it put there. Thousands of round trips, with
 //! patterns that change every time, and the value passed through the switch checked as well.
+//!
+//! The harness calls the switch the way Rust code does, through `arch::switch` (one side) and
+//! `arch::switch_return` (the other), compiled into an ordinary `extern "C"` function. That is
+//! the property that matters: the assembly saves only rbx and rbp (x19, x29) and the call site
+//! declares the other callee-saved registers clobbered, so they survive because the function
+//! containing the switch saves them in its prologue and restores them in its epilogue, as the
+//! ABI asks of any function. Both halves of that arrangement are under test here.
 
 use grove::arch::{self, Context};
 use grove::stack::{MmapStack, Stack};
 
-/// Fills the callee-saved registers from `seed`, calls `grove_switch(arg, from, to)`, and
-/// counts the registers that do not hold their pattern afterwards. Returns (switch result,
-/// mismatches).
+/// Fills the callee-saved registers from `seed`, calls `switch(arg, from, to)` (one of the
+/// wrappers below), and counts the registers that do not hold their pattern afterwards.
+/// Returns (switch result, mismatches).
 ///
 /// # Safety
 ///
 /// As for `arch::switch`.
 #[cfg(target_arch = "x86_64")]
 unsafe fn switch_checked(
+    switch: SwitchFn,
     arg: usize,
     from: *mut Context,
     to: *const Context,
@@ -40,7 +48,7 @@ unsafe fn switch_checked(
             "lea r13, [rcx + 4]",
             "lea r14, [rcx + 5]",
             "lea r15, [rcx + 6]",
-            "call {switch}",
+            "call r11",
             "pop rcx",
             "mov r8, rax",
             "xor r9d, r9d",
@@ -53,7 +61,7 @@ unsafe fn switch_checked(
             "pop rsp",
             "pop rbx",
             "pop rbp",
-            switch = sym grove_switch_for_tests,
+            inout("r11") switch => _,
             inout("rdi") arg => _,
             inout("rsi") from => _,
             inout("rdx") to => _,
@@ -69,6 +77,7 @@ unsafe fn switch_checked(
 
 #[cfg(target_arch = "aarch64")]
 unsafe fn switch_checked(
+    switch: SwitchFn,
     arg: usize,
     from: *mut Context,
     to: *const Context,
@@ -90,7 +99,7 @@ unsafe fn switch_checked(
             "add x9, x3, #14", "fmov d10, x9", "add x9, x3, #15", "fmov d11, x9",
             "add x9, x3, #16", "fmov d12, x9", "add x9, x3, #17", "fmov d13, x9",
             "add x9, x3, #18", "fmov d14, x9", "add x9, x3, #19", "fmov d15, x9",
-            "bl {switch}",
+            "blr x16",
             "ldr x3, [sp, #8]",
             "mov x10, #0",
             "add x11, x3, #1",  "cmp x19, x11", "cinc x10, x10, ne",
@@ -114,7 +123,7 @@ unsafe fn switch_checked(
             "add x11, x3, #19", "fmov x12, d15", "cmp x12, x11", "cinc x10, x10, ne",
             "ldp x19, x3, [sp], #16",
             "ldp x29, x30, [sp], #16",
-            switch = sym grove_switch_for_tests,
+            inout("x16") switch => _,
             inout("x0") arg => ret,
             inout("x1") from => _,
             inout("x2") to => _,
@@ -130,12 +139,21 @@ unsafe fn switch_checked(
     (ret, bad)
 }
 
-/// A Rust-visible symbol for the asm to `call`: forwards to the real switch, adding nothing
-/// that touches callee-saved registers (it is a tail call in release builds, and in debug
-/// builds its own prologue/epilogue saves and restores what it uses, per the ABI).
-extern "C" fn grove_switch_for_tests(arg: usize, from: *mut Context, to: *const Context) -> usize {
+/// A switch as Rust code makes it, callable from the harness's asm.
+type SwitchFn = extern "C" fn(usize, *mut Context, *const Context) -> usize;
+
+/// `arch::switch` in a function of its own: the code under test is the switch and the
+/// prologue and epilogue the compiler gives this function because the switch clobbers r12-r15
+/// (x20-x28, d8-d15). Called through a pointer, so it is never inlined into the harness.
+extern "C" fn switch_for_tests(arg: usize, from: *mut Context, to: *const Context) -> usize {
     // SAFETY: called only from `switch_checked`, whose callers uphold `arch::switch`'s contract.
     unsafe { arch::switch(arg, from, to) }
+}
+
+/// The same for `arch::switch_return`, the other entry of the switch.
+extern "C" fn switch_return_for_tests(arg: usize, from: *mut Context, to: *const Context) -> usize {
+    // SAFETY: as for `switch_for_tests`; the other side is suspended in a switch call.
+    unsafe { arch::switch_return(arg, from, to) }
 }
 
 struct Shared {
@@ -155,7 +173,9 @@ unsafe extern "C" fn co_body(mut arg: usize, data: *mut u8) -> ! {
             if arg as u64 != i * 3 + 1 {
                 (*s).co_bad += 1000;
             }
+            // Back to main, whose switch call waits for us: the `ret` exit.
             let (next, bad) = switch_checked(
+                switch_return_for_tests,
                 arg + 1,
                 &mut (*s).co,
                 &(*s).main,
@@ -191,6 +211,7 @@ fn callee_saved_registers_survive_many_switches() {
         // SAFETY: co is fresh or suspended in co_body; its stack is alive.
         let (back, bad) = unsafe {
             switch_checked(
+                switch_for_tests,
                 (i * 3 + 1) as usize,
                 &mut (*sp).main,
                 &(*sp).co,

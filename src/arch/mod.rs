@@ -7,24 +7,27 @@
 //! # The model
 //!
 //! A suspended context is a stack pointer. At that address sits a small frame: the
-//! callee-saved registers of the architecture and the address to continue at (the slot tables
-//! at the top of `asm/switch_x86_64.S` and `asm/switch_aarch64.S`, mirrored by [`Frame`]).
-//! [`switch`] pushes such a frame for the running code, stores its stack pointer in `from`,
-//! loads `to`'s stack pointer and pops `to`'s frame. A *fresh* context is a stack on which
-//! [`Context::fresh`] wrote a frame by hand, whose continuation address is the trampoline
-//! (`grove_trampoline`), which calls the entry function.
+//! callee-saved registers that the assembly saves itself (rbx and rbp; x19, x29) and the address
+//! to continue at (the slot tables at the top of `asm/switch_x86_64.S` and
+//! `asm/switch_aarch64.S`, mirrored by [`Frame`]). The other callee-saved registers (r12-r15;
+//! x20-x28, d8-d15) are declared clobbered by [`switch`]'s inline asm, so the compiler saves
+//! them around the switch where they hold something: every callee-saved register survives a
+//! switch, as seen by the code calling it. [`switch`] pushes a frame for the running code,
+//! stores its stack pointer in `from`, loads `to`'s stack pointer and pops `to`'s frame. A
+//! *fresh* context is a stack on which [`Context::fresh`] wrote a frame by hand, whose
+//! continuation address is the trampoline (`grove_trampoline`), which calls the entry function.
 //!
 //! ```text
 //!          fresh context                suspended context              running context
 //!     top +---------------+        top +---------------+          +---------------+
 //!         | header (yours)|            | header        |          | header        |
+//!         | entry         |            | entry         |          | entry         |
 //!         | link slot     |            | link slot     |          | link -> resumer's frame
-//!         | pad           |            | pad           |          | pad           |
 //!         | trampoline    |<- rip      | trampoline    |          | trampoline    |
-//!         | callee-saved  |            | entry's frame |          | entry's frame |
-//!  sp --->| (entry, data) |            | ...           |          | ...           |
+//!  sp --->| rbp, rbx=data |            | entry's frame |          | entry's frame |
+//!         |               |            | ...           |          | ...           |
 //!         |               |            | return address|<- rip    | ...           |<- rsp (live)
-//!         |               |     sp --->| callee-saved  |          |               |
+//!         |               |     sp --->| rbp, rbx      |          |               |
 //!         |    (unused)   |            |    (unused)   |          |    (unused)   |
 //!   base  +---------------+            +---------------+          +---------------+
 //!         | guard page    |            | guard page    |          | guard page    |
@@ -53,8 +56,9 @@ pub(crate) mod slots {
     include!(concat!(env!("OUT_DIR"), "/slots.rs"));
 }
 
-/// Bytes reserved at the top of a fresh stack for the link slot (8 bytes, padded so that the
-/// trampoline starts with a 16-byte aligned stack pointer).
+/// Bytes reserved at the top of a fresh stack for the link area: the link slot, then the entry
+/// function for the trampoline (`LINK_SLOT` and `LINK_ENTRY` in the assembly). 16 bytes, so
+/// that the trampoline starts with a 16-byte aligned stack pointer.
 pub const LINK_AREA: usize = 16;
 
 /// Stack space a fresh context occupies before its entry function runs: the link area and the
@@ -89,6 +93,7 @@ const _: () = {
     assert!(core::mem::offset_of!(Context, link) == slots::CTX_LINK);
     assert!(core::mem::size_of::<Frame>() == slots::FRAME_SIZE);
     assert!(core::mem::size_of::<Frame>() % 8 == 0);
+    assert!(slots::LINK_SLOT == 0 && slots::LINK_ENTRY == 8 && LINK_AREA == 16);
 };
 
 extern "C" {
@@ -129,19 +134,18 @@ impl Context {
     pub unsafe fn fresh(top: *mut u8, entry: EntryFn, data: *mut u8) -> Self {
         debug_assert!(top as usize % 16 == 0, "stack top must be 16-byte aligned");
         // SAFETY: the caller guarantees the memory below `top` is a stack we may write, with
-        // far more than FRESH_OVERHEAD bytes. The link slot is the first word of the 16-byte link
-        // area: the trampoline starts with its stack pointer there (16-byte aligned) and its CFI
-        // reads the slot at [sp]. The frame goes just below; `top - 16 - size_of::<Frame>()` is
-        // 8-byte aligned, as `Frame` needs.
+        // far more than FRESH_OVERHEAD bytes. The 16-byte link area holds the link slot, then
+        // the entry function: the trampoline starts with its stack pointer at the slot (16-byte
+        // aligned), its CFI reads the slot at [sp] and it finds the entry at [sp + LINK_ENTRY].
+        // The frame goes just below; `top - 16 - size_of::<Frame>()` is 8-byte aligned, as
+        // `Frame` needs.
         let (link, frame) = unsafe {
-            let link = top.sub(LINK_AREA) as *mut *mut u8;
+            let area = top.sub(LINK_AREA);
+            let link = area.add(slots::LINK_SLOT) as *mut *mut u8;
             link.write(core::ptr::null_mut());
-            let frame = (link as *mut u8).sub(core::mem::size_of::<Frame>()) as *mut Frame;
-            frame.write(Frame::fresh(
-                entry,
-                data,
-                grove_trampoline as *const () as usize,
-            ));
+            (area.add(slots::LINK_ENTRY) as *mut EntryFn).write(entry);
+            let frame = area.sub(core::mem::size_of::<Frame>()) as *mut Frame;
+            frame.write(Frame::fresh(data, grove_trampoline as *const () as usize));
             (link, frame)
         };
         Context {
@@ -176,10 +180,13 @@ impl Context {
 pub unsafe fn switch(arg: usize, from: *mut Context, to: *const Context) -> usize {
     let ret: usize;
     // SAFETY: forwarded to the caller. The call is spelled in asm rather than as an extern
-    // call only so that it is always a direct `call`/`bl` (an extern call in a position-
-    // independent executable may go through the GOT); to the compiler it is the same: the
-    // routine preserves the callee-saved registers, and everything else a call may clobber is
-    // declared clobbered. asm! guarantees a call-aligned stack pointer on entry.
+    // call so that it is always a direct `call`/`bl` (an extern call in a position-independent
+    // executable may go through the GOT), and so that it can say what the routine destroys:
+    // everything a call may clobber (clobber_abi), and also r12-r15, which the routine leaves
+    // to us (see "Who saves what" in the `.S` file). It saves rbx, rbp and rsp itself. So the
+    // compiler keeps nothing in r12-r15 across the switch and, like any function that uses
+    // them, this function's caller gets them back from its prologue and epilogue. asm!
+    // guarantees a call-aligned stack pointer on entry.
     #[cfg(target_arch = "x86_64")]
     unsafe {
         core::arch::asm!(
@@ -189,10 +196,13 @@ pub unsafe fn switch(arg: usize, from: *mut Context, to: *const Context) -> usiz
             inout("rsi") from => _,
             inout("rdx") to => _,
             out("rax") ret,
+            out("r12") _, out("r13") _, out("r14") _, out("r15") _,
             clobber_abi("C"),
         );
     }
-    // SAFETY: as above; `bl` writes x30, declared clobbered.
+    // SAFETY: as above, with x19 and x29 saved by the routine and x20-x28 and v8-v15 (whose low
+    // halves d8-d15 are the callee-saved part) declared clobbered; `bl` writes x30, declared
+    // clobbered too.
     #[cfg(target_arch = "aarch64")]
     unsafe {
         core::arch::asm!(
@@ -201,6 +211,10 @@ pub unsafe fn switch(arg: usize, from: *mut Context, to: *const Context) -> usiz
             inout("x0") arg => ret,
             inout("x1") from => _,
             inout("x2") to => _,
+            out("x20") _, out("x21") _, out("x22") _, out("x23") _, out("x24") _,
+            out("x25") _, out("x26") _, out("x27") _, out("x28") _,
+            out("v8") _, out("v9") _, out("v10") _, out("v11") _,
+            out("v12") _, out("v13") _, out("v14") _, out("v15") _,
             out("x30") _,
             clobber_abi("C"),
         );
@@ -226,12 +240,12 @@ pub unsafe fn switch(arg: usize, from: *mut Context, to: *const Context) -> usiz
 pub unsafe fn switch_return(arg: usize, from: *mut Context, to: *const Context) -> usize {
     let ret: usize;
     // SAFETY: the shim pushes the address of label 2 exactly where a `call` would have put its
-    // return address, then jumps to grove_switch_return, which saves the callee-saved registers
-    // and the stack pointer like grove_switch. Whoever switches back to us pops that address
-    // and continues at label 2 with the stack pointer as it was before the push, and the result
-    // in the return register. Everything a call may clobber is declared clobbered (clobber_abi);
-    // rbx/rbp (x19/x29) are preserved by the routine, as for any call. The asm may use the
-    // stack (no `nostack`), so the compiler keeps nothing in the red zone across it.
+    // return address, then jumps to grove_switch_return, which saves rbx, rbp and the stack
+    // pointer like grove_switch. Whoever switches back to us pops that address and continues
+    // at label 2 with the stack pointer as it was before the push, and the result in the
+    // return register. Everything a call may clobber is declared clobbered (clobber_abi), and
+    // r12-r15 too, as in `switch`. The asm may use the stack (no `nostack`), so the compiler
+    // keeps nothing in the red zone across it.
     #[cfg(target_arch = "x86_64")]
     unsafe {
         core::arch::asm!(
@@ -244,11 +258,13 @@ pub unsafe fn switch_return(arg: usize, from: *mut Context, to: *const Context) 
             inout("rsi") from => _,
             inout("rdx") to => _,
             out("rax") ret,
+            out("r12") _, out("r13") _, out("r14") _, out("r15") _,
             clobber_abi("C"),
         );
     }
-    // SAFETY: as for the x86_64 block: `adr x30, 2f` puts our continuation in the link register
-    // exactly where a `bl` would have, without pushing the return-address stack.
+    // SAFETY: as for the x86_64 block, with the registers of aarch64's `switch`: `adr x30, 2f`
+    // puts our continuation in the link register exactly where a `bl` would have, without
+    // pushing the return-address stack.
     #[cfg(target_arch = "aarch64")]
     unsafe {
         core::arch::asm!(
@@ -259,6 +275,10 @@ pub unsafe fn switch_return(arg: usize, from: *mut Context, to: *const Context) 
             inout("x0") arg => ret,
             inout("x1") from => _,
             inout("x2") to => _,
+            out("x20") _, out("x21") _, out("x22") _, out("x23") _, out("x24") _,
+            out("x25") _, out("x26") _, out("x27") _, out("x28") _,
+            out("v8") _, out("v9") _, out("v10") _, out("v11") _,
+            out("v12") _, out("v13") _, out("v14") _, out("v15") _,
             out("x30") _,
             clobber_abi("C"),
         );

@@ -1,31 +1,56 @@
 //! Greenlet-local storage: [`greenlet_local!`](crate::greenlet_local) works like
 //! `thread_local!`, with one value per greenlet (gevent's `local`).
 //!
-//! Each greenlet's header holds a small map from key (the address of the `static`
-//! [`LocalKey`]) to a boxed value, created on first access by the key's initialiser. The
+//! Each greenlet's header holds (from its first value on) a small map from key (the address of
+//! the `static` [`LocalKey`]) to a boxed value, created on first access by the key's initialiser. The
 //! values are dropped when the greenlet ends, on its own stack while it is still the current
 //! greenlet (so their destructors may use grove), or, for a thread's main greenlet, at thread
 //! exit.
 
 use std::any::Any;
-use std::cell::RefCell;
+use std::cell::{OnceCell, RefCell};
 
-/// The values of one greenlet.
+/// The values of one greenlet, keyed by the key's address.
+type Map = RefCell<Vec<(usize, Box<dyn Any>)>>;
+
+/// The values of one greenlet: a map made on first use. Most greenlets never have one, and
+/// then the header holds one null word, which creating and releasing the greenlet only write
+/// and test.
 #[derive(Default)]
-pub(super) struct Locals(RefCell<Vec<(usize, Box<dyn Any>)>>);
+pub(super) struct Locals(OnceCell<Box<Map>>);
 
 impl Locals {
     /// Drops every value (and any a destructor created meanwhile, a bounded number of times).
+    #[inline]
     pub(super) fn clear(&self) {
-        for _ in 0..8 {
-            let v = std::mem::take(&mut *self.0.borrow_mut());
-            if v.is_empty() {
-                return;
-            }
-            for (_, value) in v {
-                if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(value))).is_err() {
-                    eprintln!("grove: a greenlet-local value panicked while being dropped");
-                }
+        if let Some(map) = self.0.get() {
+            clear_values(map);
+        }
+    }
+
+    /// Whether there is nothing to drop: no value, and no memory held for any.
+    #[inline]
+    pub(super) fn owns_nothing(&self) -> bool {
+        self.0.get().is_none()
+    }
+
+    /// The map, made on first use.
+    fn map(&self) -> &Map {
+        self.0.get_or_init(Box::default)
+    }
+}
+
+/// `Locals::clear` for a greenlet that made values.
+#[cold]
+fn clear_values(map: &Map) {
+    for _ in 0..8 {
+        let v = std::mem::take(&mut *map.borrow_mut());
+        if v.is_empty() {
+            return;
+        }
+        for (_, value) in v {
+            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(value))).is_err() {
+                eprintln!("grove: a greenlet-local value panicked while being dropped");
             }
         }
     }
@@ -47,9 +72,8 @@ impl<T: 'static> LocalKey<T> {
         let key = self as *const LocalKey<T> as usize;
         let h = super::current_header();
         // SAFETY: the current greenlet's header is live while it runs, and we are it.
-        let locals = unsafe { &h.as_ref().locals };
+        let locals = unsafe { h.as_ref().locals.map() };
         let found = locals
-            .0
             .borrow()
             .iter()
             .find(|(k, _)| *k == key)
@@ -60,7 +84,7 @@ impl<T: 'static> LocalKey<T> {
                 // Initialise without holding the borrow: `init` may use other locals.
                 let v: Box<dyn Any> = Box::new((self.init)());
                 let p = &*v as *const dyn Any;
-                locals.0.borrow_mut().push((key, v));
+                locals.borrow_mut().push((key, v));
                 p
             }
         };

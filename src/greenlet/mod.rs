@@ -18,12 +18,12 @@
 //!
 //! ```text
 //!   top ┌──────────────────────────────┐
-//!       │ Header: context, state, ids, │  <- Greenlet handles point here
+//!       │ Header: context, life, id,   │  <- Greenlet handles point here
 //!       │ parent, stack owner          │
 //!       ├──────────────────────────────┤
 //!       │ the closure F (moved in)     │
 //!       ├──────────────────────────────┤
-//!       │ link slot + initial frame    │  (arch::Context::fresh)
+//!       │ link area + initial frame    │  (arch::Context::fresh)
 //!       │ ... the greenlet's calls ... │
 //!  base └──────────────────────────────┘
 //!       │ guard page                   │
@@ -106,50 +106,69 @@ impl fmt::Display for SwitchError {
 
 impl std::error::Error for SwitchError {}
 
-/// What one greenlet hands another through the switch: a pointer to this, on the sender's
-/// stack, travels in the switch's `arg` register. The receiver moves it out (`ptr::read`)
-/// before anything else happens, while the sender is still suspended.
-enum Message {
-    Value(Value),
-    Throw,
-    Finished {
-        from: NonNull<Header>,
-        outcome: Outcome,
-    },
-}
+/// What one greenlet hands another travels in the switch's `arg` register: the address of a
+/// message on the sender's stack, which the receiver moves out (`ptr::read`) before anything
+/// else happens, while the sender is still suspended. The low two bits say what is there (the
+/// messages are 8-byte aligned, so the bits are free):
+///
+/// * `VALUE`: a [`Value`], handed over by [`Greenlet::switch`]. The common case costs the
+///   receiver one bit test and the value's two words.
+/// * `THROW`: nothing (the address is 0): unwind with [`GreenletExit`] where you are suspended.
+/// * `FINISHED`: a [`Finished`], the last message of a greenlet.
+const VALUE: usize = 0;
+const THROW: usize = 1;
+const FINISHED: usize = 2;
+const KIND: usize = 3;
 
-enum Outcome {
-    Returned(Value),
-    Panicked(Box<dyn Any + Send>),
-    Killed,
+/// The last message of a greenlet, to the ancestor that takes over from it.
+struct Finished {
+    /// The finished greenlet's header, still live: the receiver releases it if no handle is
+    /// left.
+    from: NonNull<Header>,
+    /// What its body returned, or the payload it panicked with ([`GreenletExit`] if it was
+    /// killed).
+    outcome: std::thread::Result<Value>,
 }
 
 /// Who owns the memory a greenlet runs on.
 enum StackOwner {
     /// The thread's own stack (the main greenlet).
     Thread,
-    /// From the per-thread pool; returned there when the greenlet is released.
-    Pooled(MmapStack),
+    /// An [`MmapStack`] from the per-thread pool, whose parts are the header's `base` and `top`
+    /// (`MmapStack::into_raw_parts`); returned to the pool when the greenlet is released.
+    Pooled,
     /// Brought by the user.
-    Custom(Box<dyn Stack>),
+    Custom(Box<Box<dyn Stack>>),
 }
 
 /// Runs the closure stored at the given address, moving it out (see `run_closure`).
 type RunFn = unsafe fn(*mut u8, Value) -> Value;
+
+/// How far a greenlet is in its life, as stored. [`State::Running`] and [`State::Suspended`]
+/// are one stored state, `Started`: a started greenlet that has not finished is running
+/// exactly when it is its thread's current one (`CURRENT`), so a switch changes no stored
+/// state at all. [`Greenlet::state`] tells the two apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Life {
+    NotStarted,
+    Started,
+    Finished,
+}
 
 /// A greenlet's bookkeeping. For a greenlet with its own stack it lives at the top of that
 /// stack; for a main greenlet, on the heap.
 struct Header {
     /// The saved context; written by the switch itself, hence the UnsafeCell.
     ctx: UnsafeCell<Context>,
-    state: Cell<State>,
+    life: Cell<Life>,
     /// Live `Greenlet` handles. When it drops to 0 the greenlet is killed (if suspended) and
     /// released (if not running).
     handles: Cell<usize>,
     id: u64,
     name: Option<Box<str>>,
     parent: Cell<Option<Greenlet>>,
-    stack: Cell<Option<StackOwner>>,
+    /// Read out (once) by `release`.
+    stack: ManuallyDrop<StackOwner>,
     /// Usable stack range and guard size (0, 0, 0 for the main greenlet).
     base: usize,
     top: usize,
@@ -170,6 +189,18 @@ struct Header {
     resumer: Cell<*const Header>,
     /// Greenlet-local values ([`LocalKey`]), keyed by the key's address.
     locals: local::Locals,
+}
+
+impl Header {
+    /// The parent's header, if there is a parent; the handle that keeps it alive stays where
+    /// it is.
+    #[inline]
+    fn parent_header(&self) -> Option<NonNull<Header>> {
+        // SAFETY: a plain read of the handle's pointer. The cell's contents are only ever
+        // replaced whole (`set`, `replace`, `take`), never borrowed, so nothing else refers to
+        // them while we read; this thread is the only one with access to the header.
+        unsafe { (*self.parent.as_ptr()).as_ref().map(|g| g.h) }
+    }
 }
 
 /// A handle to a greenlet. Cloning makes another handle to the same greenlet; when the last
@@ -195,8 +226,8 @@ thread_local! {
     static CURRENT: Cell<*const Header> = const { Cell::new(ptr::null()) };
     /// Keeps this thread's main greenlet alive until the thread ends.
     static MAIN: MainHandle = const { MainHandle(Cell::new(None)) };
-    /// A block of greenlet ids reserved for this thread: (next, end).
-    static IDS: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
+    /// The last greenlet id this thread handed out, from a block it reserved (0: none yet).
+    static LAST_ID: Cell<u64> = const { Cell::new(0) };
 }
 
 struct MainHandle(Cell<Option<Greenlet>>);
@@ -209,18 +240,22 @@ impl Drop for MainHandle {
     }
 }
 
+/// Ids are reserved in blocks of ID_BLOCK (a power of two), so that a thread touches the shared
+/// counter once per block. Blocks start at 1 plus a multiple of ID_BLOCK, so each one ends on a
+/// multiple of it.
 static NEXT_ID_BLOCK: AtomicU64 = AtomicU64::new(1);
 const ID_BLOCK: u64 = 1024;
 
 fn next_id() -> u64 {
-    IDS.with(|ids| {
-        let (mut next, mut end) = ids.get();
-        if next == end {
-            next = NEXT_ID_BLOCK.fetch_add(ID_BLOCK, Ordering::Relaxed);
-            end = next + ID_BLOCK;
-        }
-        ids.set((next + 1, end));
-        next
+    LAST_ID.with(|last| {
+        let id = if last.get() % ID_BLOCK == 0 {
+            // This thread's block is used up (or it has none yet): reserve the next one.
+            NEXT_ID_BLOCK.fetch_add(ID_BLOCK, Ordering::Relaxed)
+        } else {
+            last.get() + 1
+        };
+        last.set(id);
+        id
     })
 }
 
@@ -245,12 +280,12 @@ fn init_main() -> NonNull<Header> {
     let header = Box::new(Header {
         // SAFETY: replaced below, once the header has its final (heap) address.
         ctx: UnsafeCell::new(unsafe { Context::running(ptr::null_mut()) }),
-        state: Cell::new(State::Running),
+        life: Cell::new(Life::Started),
         handles: Cell::new(1),
         id: next_id(),
         name: Some("main".into()),
         parent: Cell::new(None),
-        stack: Cell::new(Some(StackOwner::Thread)),
+        stack: ManuallyDrop::new(StackOwner::Thread),
         base: 0,
         top: 0,
         guard: 0,
@@ -366,25 +401,34 @@ impl Builder {
     where
         F: FnOnce(Value) -> Value + 'static,
     {
-        let owner = match self.stack {
-            Some(s) => StackOwner::Custom(s),
-            None => StackOwner::Pooled(pool::take(self.stack_size)?),
+        // Until the header owns it, the stack is owned here: an error below drops it.
+        let (pooled, owner, (base, top, guard)) = match self.stack {
+            None => {
+                let s = pool::take(self.stack_size)?;
+                let bounds = (s.base() as usize, s.top() as usize, s.guard_size());
+                (Some(s), StackOwner::Pooled, bounds)
+            }
+            Some(s) => {
+                let (base, top) = (s.base() as usize, s.top() as usize);
+                // The `Stack` contract promises this, but an error is kinder than a crash. (A
+                // pooled stack is right by construction.)
+                if top % 16 != 0 || top.saturating_sub(base) < MIN_STACK_SIZE {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        format!(
+                            "grove: a greenlet stack must be 16-byte aligned at the top and at \
+                             least {MIN_STACK_SIZE} bytes; this one has {} bytes, top at \
+                             {top:#x}",
+                            top.saturating_sub(base)
+                        ),
+                    ));
+                }
+                let bounds = (base, top, s.guard_size());
+                // Boxed once more: a thin pointer keeps the owner two words, which the header
+                // writes and reads in registers.
+                (None, StackOwner::Custom(Box::new(s)), bounds)
+            }
         };
-        let (base, top, guard) = match &owner {
-            StackOwner::Pooled(s) => (s.base() as usize, s.top() as usize, s.guard_size()),
-            StackOwner::Custom(s) => (s.base() as usize, s.top() as usize, s.guard_size()),
-            StackOwner::Thread => unreachable!("a new greenlet always has a stack of its own"),
-        };
-        if top % 16 != 0 || top.saturating_sub(base) < MIN_STACK_SIZE {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!(
-                    "grove: a greenlet stack must be 16-byte aligned at the top and at least \
-                     {MIN_STACK_SIZE} bytes; this one has {} bytes, top at {top:#x}",
-                    top.saturating_sub(base)
-                ),
-            ));
-        }
         let parent = match self.parent {
             Some(p) => p,
             None => Greenlet::current(),
@@ -407,6 +451,12 @@ impl Builder {
             ));
         }
 
+        // From here on the header owns the stack; `release` makes a pooled one again from the
+        // header's `base` and `top`.
+        if let Some(s) = pooled {
+            let parts = s.into_raw_parts();
+            debug_assert_eq!(parts, (base, top));
+        }
         let header = header_at as *mut Header;
         let closure = closure_at as *mut F;
         // SAFETY: `closure_at..closure_at + size_of::<F>()` lies in the stack's usable range
@@ -420,12 +470,12 @@ impl Builder {
         unsafe {
             header.write(Header {
                 ctx: UnsafeCell::new(ctx),
-                state: Cell::new(State::NotStarted),
+                life: Cell::new(Life::NotStarted),
                 handles: Cell::new(1),
                 id: next_id(),
                 name: self.name,
                 parent: Cell::new(Some(parent)),
-                stack: Cell::new(Some(owner)),
+                stack: ManuallyDrop::new(owner),
                 base,
                 top,
                 guard,
@@ -510,7 +560,20 @@ impl Greenlet {
 
     /// Where the greenlet is in its life.
     pub fn state(&self) -> State {
-        self.header().state.get()
+        match self.header().life.get() {
+            Life::NotStarted => State::NotStarted,
+            Life::Finished => State::Finished,
+            Life::Started if self.is_current() => State::Running,
+            Life::Started => State::Suspended,
+        }
+    }
+
+    /// Whether this is the greenlet running now (false during thread exit, once the thread has
+    /// let go of its greenlets).
+    fn is_current(&self) -> bool {
+        CURRENT
+            .try_with(|c| ptr::eq(c.get(), self.h.as_ptr()))
+            .unwrap_or(false)
     }
 
     /// Finished: its body returned, panicked or was killed.
@@ -580,12 +643,13 @@ impl Greenlet {
         if cur == self.h {
             return Ok(v);
         }
-        if !self.state().can_switch_to() {
+        // Not the running one (that is `cur`), so not started or suspended, unless finished.
+        if self.header().life.get() == Life::Finished {
             return Err(SwitchError::Dead);
         }
         // SAFETY: `cur` is the running greenlet's live header, `self.h` is a live header that
         // can be switched to (checked above), and they differ.
-        unsafe { transfer(cur, self.h, Message::Value(v)) }
+        unsafe { transfer_value(cur, self.h, v) }
     }
 
     /// Kills this greenlet: raises [`GreenletExit`] at the point where it is suspended, so
@@ -603,47 +667,37 @@ impl Greenlet {
             panic::resume_unwind(Box::new(GreenletExit));
         }
         let hd = self.header();
-        match hd.state.get() {
-            State::Finished => Err(SwitchError::Dead),
-            State::NotStarted => {
-                hd.state.set(State::Finished);
+        match hd.life.get() {
+            Life::Finished => Err(SwitchError::Dead),
+            Life::NotStarted => {
+                hd.life.set(Life::Finished);
                 if hd.run.take().is_some() {
                     // SAFETY: the closure was never run (run was Some) and is dropped once.
                     unsafe { (hd.drop_closure)(hd.closure) };
                 }
                 Err(SwitchError::Killed { id: hd.id })
             }
+            // Started and not the current one: suspended.
             // SAFETY: as in `switch`: live, distinct, suspended target.
-            State::Suspended => unsafe { transfer(cur, self.h, Message::Throw) },
-            State::Running => unreachable!("only the current greenlet runs"),
+            Life::Started => unsafe { transfer_throw(cur, self.h) },
         }
     }
 }
 
-/// The one place that switches: marks states, records the running greenlet for the overflow
-/// handler, switches, and interprets what comes back.
+/// The one place that switches: records the running greenlet (for `Greenlet::current` and the
+/// overflow handler), picks the switch the return-address predictor expects, switches, and
+/// notes how deep the stack was. Returns the message that came back (see [`VALUE`]).
 ///
 /// # Safety
 ///
-/// `cur` must be the running greenlet's header and `to` a different live header in state
-/// `NotStarted` or `Suspended`.
+/// `cur` must be the running greenlet's header and `to` a different live header that has not
+/// finished (not started, or suspended); `arg` must be a message as described at [`VALUE`],
+/// which stays valid until the receiver has moved it out.
 #[inline(always)]
-unsafe fn transfer(
-    cur: NonNull<Header>,
-    to: NonNull<Header>,
-    msg: Message,
-) -> Result<Value, SwitchError> {
+unsafe fn switch_to(cur: NonNull<Header>, to: NonNull<Header>, arg: usize) -> usize {
     // SAFETY: both headers are live (caller), and only this thread touches them.
     let (c, t) = unsafe { (cur.as_ref(), to.as_ref()) };
-    c.state.set(State::Suspended);
-    t.state.set(State::Running);
     CURRENT.with(|x| x.set(to.as_ptr()));
-    let msg = ManuallyDrop::new(msg);
-    // SAFETY: `c.ctx` describes the running code (we are `cur`); `t.ctx` is fresh or suspended
-    // with its stack alive (the header, which lives on it, is live); its link points into that
-    // stack or into the main header. The receiver moves the message out before we can run
-    // again, so it is not dropped here (ManuallyDrop).
-    let arg = &*msg as *const Message as usize;
     let back = if ptr::eq(c.resumer.get(), to.as_ptr()) {
         // Going back to the greenlet whose switch call is waiting for us: `ret` is predicted.
         c.resumer.set(ptr::null());
@@ -651,16 +705,52 @@ unsafe fn transfer(
         unsafe { arch::switch_return(arg, c.ctx.get(), t.ctx.get()) }
     } else {
         t.resumer.set(cur.as_ptr());
+        // SAFETY: `c.ctx` describes the running code (we are `cur`); `t.ctx` is fresh or
+        // suspended with its stack alive (the header, which lives on it, is live); its link
+        // points into that stack or into the main header.
         unsafe { arch::switch(arg, c.ctx.get(), t.ctx.get()) }
     };
-    // We run again: whoever switched to us has already made us current and Running.
+    // We run again: whoever switched to us has already made us current.
     // SAFETY: our own context, not being switched now.
     let low = unsafe { (*c.ctx.get()).saved_sp() } as usize;
     if low < c.low_sp.get() {
         c.low_sp.set(low);
     }
-    // SAFETY: `back` points to a Message on the suspended sender's stack, not yet moved out.
-    unsafe { receive(c, back) }
+    back
+}
+
+/// Switches to `to` handing it `v`, and returns what comes back.
+///
+/// # Safety
+///
+/// As for [`switch_to`].
+#[inline(always)]
+unsafe fn transfer_value(
+    cur: NonNull<Header>,
+    to: NonNull<Header>,
+    v: Value,
+) -> Result<Value, SwitchError> {
+    // The receiver moves the value out before we can run again, so it is not dropped here.
+    let v = ManuallyDrop::new(v);
+    // SAFETY: forwarded; the message is the address of a `Value` that lives on our stack, in
+    // this frame, until we are resumed.
+    let back = unsafe { switch_to(cur, to, &*v as *const Value as usize) };
+    // SAFETY: `back` is a message on the suspended sender's stack, not yet moved out.
+    unsafe { receive(cur.as_ref(), back) }
+}
+
+/// Raises [`GreenletExit`] in `to` where it is suspended, and returns what comes back if it
+/// ever switches back to us.
+///
+/// # Safety
+///
+/// As for [`switch_to`], and `to` must be suspended (started).
+#[inline(never)]
+unsafe fn transfer_throw(cur: NonNull<Header>, to: NonNull<Header>) -> Result<Value, SwitchError> {
+    // SAFETY: forwarded; a throw carries no data.
+    let back = unsafe { switch_to(cur, to, THROW) };
+    // SAFETY: as in `transfer_value`.
+    unsafe { receive(cur.as_ref(), back) }
 }
 
 /// Interprets the message a greenlet received as the result of its switch. The common case,
@@ -668,63 +758,81 @@ unsafe fn transfer(
 ///
 /// # Safety
 ///
-/// `msg` must point to a live, not yet consumed `Message`.
+/// `msg` must be a live, not yet consumed message (see [`VALUE`]).
 #[inline(always)]
 unsafe fn receive(me: &Header, msg: usize) -> Result<Value, SwitchError> {
-    // SAFETY: as the caller promises; ownership moves to us.
-    match unsafe { ptr::read(msg as *const Message) } {
-        Message::Value(v) => Ok(v),
-        Message::Throw => throw_here(),
-        Message::Finished { from, outcome } => {
-            // SAFETY: `from` is the finished sender's header (receive's contract).
-            unsafe { receive_finished(me, from, outcome) }
+    if msg & KIND == VALUE {
+        // SAFETY: as the caller promises: the address of a `Value`, whose ownership moves to us.
+        return Ok(unsafe { ptr::read(msg as *const Value) });
+    }
+    let mut err = mem::MaybeUninit::uninit();
+    // SAFETY: forwarded.
+    match unsafe { receive_other(me, msg, &mut err) } {
+        Some(v) => Ok(v),
+        // SAFETY: `receive_other` wrote the error when it returned no value.
+        None => Err(unsafe { err.assume_init() }),
+    }
+}
+
+/// A message other than a value: unwind, or take over from a finished greenlet. Returns the
+/// value the finished greenlet returned, or writes the error to `err` and returns `None`.
+/// (An `Option<Value>` comes back in two registers, a `Result<Value, SwitchError>` through
+/// memory: this keeps the common end of a greenlet, a returned value, cheap.)
+///
+/// # Safety
+///
+/// `msg` must be a live, not yet consumed `THROW` or `FINISHED` message.
+#[inline(never)]
+unsafe fn receive_other(
+    me: &Header,
+    msg: usize,
+    err: &mut mem::MaybeUninit<SwitchError>,
+) -> Option<Value> {
+    if msg & KIND == THROW {
+        throw_here();
+    }
+    // SAFETY: as the caller promises: the tagged address of a `Finished`, which moves to us.
+    let Finished { from, outcome } = unsafe { ptr::read((msg & !KIND) as *const Finished) };
+    // The sender's stack is about to be released: make sure no unwinder follows our link into
+    // it. Point it at the terminal frame instead.
+    // SAFETY: our link word is writable (it is in our stack or our main header).
+    unsafe { *(*me.ctx.get()).link() = TERMINAL_FRAME.as_ptr() as *mut u8 };
+    // SAFETY: `from` is the finished greenlet's header, still live: it is released only here
+    // (or by its last handle, which sees it finished after this).
+    let f = unsafe { from.as_ref() };
+    let value = match outcome {
+        Ok(v) => Some(v),
+        Err(payload) => {
+            err.write(finish_error(f, payload));
+            None
         }
+    };
+    if f.handles.get() == 0 {
+        // SAFETY: finished and unreferenced: nothing can reach it any more. (Nothing of the
+        // message, which lived on its stack, is used after this.)
+        unsafe { release(from) };
+    }
+    value
+}
+
+/// How a greenlet that did not return ended, as its parent's switch reports it.
+#[cold]
+fn finish_error(f: &Header, payload: Box<dyn Any + Send>) -> SwitchError {
+    if payload.is::<GreenletExit>() {
+        SwitchError::Killed { id: f.id }
+    } else {
+        SwitchError::Panicked(Box::new(Panic {
+            id: f.id,
+            name: f.name.as_deref().map(String::from),
+            message: panic_message(&*payload),
+            payload,
+        }))
     }
 }
 
 #[cold]
 fn throw_here() -> ! {
     panic::resume_unwind(Box::new(GreenletExit))
-}
-
-/// A greenlet finished and handed us its outcome.
-///
-/// # Safety
-///
-/// `from` must be the header of the greenlet that just finished and switched to us.
-#[cold]
-#[inline(never)]
-unsafe fn receive_finished(
-    me: &Header,
-    from: NonNull<Header>,
-    outcome: Outcome,
-) -> Result<Value, SwitchError> {
-    {
-        {
-            // The sender's stack is about to be released: make sure no unwinder follows our
-            // link into it. Point it at the terminal frame instead.
-            // SAFETY: our link word is writable (it is in our stack or our main header).
-            unsafe { *(*me.ctx.get()).link() = TERMINAL_FRAME.as_ptr() as *mut u8 };
-            // SAFETY: `from` is the finished greenlet's header, still live: it is released
-            // only here (or by its last handle, which sees state Finished after this).
-            let f = unsafe { from.as_ref() };
-            let result = match outcome {
-                Outcome::Returned(v) => Ok(v),
-                Outcome::Killed => Err(SwitchError::Killed { id: f.id }),
-                Outcome::Panicked(payload) => Err(SwitchError::Panicked(Box::new(Panic {
-                    id: f.id,
-                    name: f.name.as_deref().map(String::from),
-                    message: panic_message(&*payload),
-                    payload,
-                }))),
-            };
-            if f.handles.get() == 0 {
-                // SAFETY: finished and unreferenced: nothing can reach it any more.
-                unsafe { release(from) };
-            }
-            result
-        }
-    }
 }
 
 /// The text of a panic payload, when it has one.
@@ -750,54 +858,44 @@ unsafe extern "C" fn greenlet_entry(arg: usize, data: *mut u8) -> ! {
     let h = data as *mut Header;
     // SAFETY: `data` is this greenlet's header, live while it runs.
     let hd = unsafe { &*h };
-    // SAFETY: `arg` is the first message, owned by us now.
-    let outcome = match unsafe { ptr::read(arg as *const Message) } {
-        Message::Value(v) => {
-            let run = hd.run.take().expect("a fresh greenlet has its closure");
-            let closure = hd.closure;
-            // SAFETY: the closure is moved out exactly once (run was Some until just now).
-            match panic::catch_unwind(AssertUnwindSafe(|| unsafe { run(closure, v) })) {
-                Ok(v) => Outcome::Returned(v),
-                Err(p) if p.is::<GreenletExit>() => Outcome::Killed,
-                Err(p) => Outcome::Panicked(p),
-            }
-        }
-        // Not reached (throw into a not-started greenlet never switches), but harmless.
-        Message::Throw | Message::Finished { .. } => {
-            if hd.run.take().is_some() {
-                // SAFETY: never run, dropped once.
-                unsafe { (hd.drop_closure)(hd.closure) };
-            }
-            Outcome::Killed
-        }
-    };
+    hd.life.set(Life::Started);
+    // The first message is a value: a throw into a greenlet that has not started never
+    // switches to it, and a finished greenlet hands its outcome only to a started one.
+    debug_assert_eq!(
+        arg & KIND,
+        VALUE,
+        "a fresh greenlet is started with a value"
+    );
+    // SAFETY: `arg` is the first message, a value, owned by us now.
+    let v = unsafe { ptr::read(arg as *const Value) };
+    let run = hd.run.take().expect("a fresh greenlet has its closure");
+    let closure = hd.closure;
+    // SAFETY: the closure is moved out exactly once (run was Some until just now).
+    let outcome = panic::catch_unwind(AssertUnwindSafe(|| unsafe { run(closure, v) }));
     // Its greenlet-local values go with it (on its own stack, while it is still current).
     hd.locals.clear();
     // Everything the body owned has been dropped. Hand the outcome to the nearest ancestor
     // that is alive, and never come back.
-    hd.state.set(State::Finished);
+    hd.life.set(Life::Finished);
     let target = live_ancestor(hd);
     // SAFETY: `target` is a live header (a handle in our parent chain keeps it alive; main
     // greenlets never finish) that can be switched to.
     let t = unsafe { target.as_ref() };
-    t.state.set(State::Running);
     CURRENT.with(|x| x.set(target.as_ptr()));
-    let msg = ManuallyDrop::new(Message::Finished {
+    let msg = ManuallyDrop::new(Finished {
         // SAFETY: h is not null.
         from: unsafe { NonNull::new_unchecked(h) },
         outcome,
     });
-    let mut dead_link: *mut u8 = ptr::null_mut();
-    // SAFETY: `dead_link` outlives the switch (we never return from it).
-    let mut scratch = unsafe { Context::running(&mut dead_link) };
-    // SAFETY: the target is live and switchable; `scratch` receives our final state, which
-    // nothing ever resumes. The receiver consumes `msg` while our stack is still alive.
+    // SAFETY: the target is live and switchable; our own context receives our final state,
+    // which nothing ever resumes (we are finished). The receiver consumes `msg` while our stack
+    // is still alive.
     unsafe {
-        let arg = &*msg as *const Message as usize;
+        let arg = &*msg as *const Finished as usize | FINISHED;
         if ptr::eq(hd.resumer.get(), target.as_ptr()) {
-            arch::switch_return(arg, &mut scratch, t.ctx.get());
+            arch::switch_return(arg, hd.ctx.get(), t.ctx.get());
         } else {
-            arch::switch(arg, &mut scratch, t.ctx.get());
+            arch::switch(arg, hd.ctx.get(), t.ctx.get());
         }
     }
     // A finished greenlet is never resumed.
@@ -807,19 +905,15 @@ unsafe extern "C" fn greenlet_entry(arg: usize, data: *mut u8) -> ! {
 /// The first greenlet up the parent chain that can take control: started and not finished.
 /// A thread's main greenlet always qualifies.
 fn live_ancestor(hd: &Header) -> NonNull<Header> {
-    let mut p = hd.parent.take();
-    let first = p.as_ref().map(|g| g.h);
-    hd.parent.set(p.take());
-    let mut cursor = first;
+    let mut cursor = hd.parent_header();
     while let Some(h) = cursor {
         // SAFETY: ancestors are kept alive by the parent handles along the chain.
         let a = unsafe { h.as_ref() };
-        if a.state.get() == State::Suspended {
+        // Not the running one (that is us): started means suspended.
+        if a.life.get() == Life::Started {
             return h;
         }
-        let next = a.parent.take();
-        cursor = next.as_ref().map(|g| g.h);
-        a.parent.set(next);
+        cursor = a.parent_header();
     }
     // No parent chain (a greenlet whose ancestors all finished): the thread's main greenlet.
     MAIN.with(|m| {
@@ -838,34 +932,45 @@ fn live_ancestor(hd: &Header) -> NonNull<Header> {
 /// `h` must be a header with no handles, not running, not suspended (`NotStarted` with the
 /// closure already dropped, or `Finished`), or a main header with no handles.
 unsafe fn release(h: NonNull<Header>) {
-    // SAFETY: the header is live until this function is done with it, and nobody else can reach
-    // it (no handles).
-    let hd = unsafe { h.as_ref() };
-    let parent = hd.parent.take();
-    let owner = hd.stack.take();
-    let low = hd.low_sp.get();
-    let is_main = matches!(owner, Some(StackOwner::Thread));
-    // Drop the rest of the header in place (its name) while the memory is still ours.
-    // SAFETY: the header is not used after this, except that main headers are freed below.
-    let name = unsafe { ptr::read(&hd.name) };
-    drop(name);
-    // SAFETY: as for the name: read out once, never used through the header again.
-    let locals = unsafe { ptr::read(&hd.locals) };
-    drop(locals);
-    match owner {
-        Some(StackOwner::Pooled(s)) => pool::give(s, low),
-        Some(StackOwner::Custom(s)) => drop(s),
-        Some(StackOwner::Thread) | None => {}
-    }
-    if is_main {
-        // SAFETY: main headers are Box allocations (init_main); the name was moved out above, so
-        // free the memory without dropping fields again.
-        unsafe {
-            let b = Box::from_raw(h.as_ptr() as *mut ManuallyDrop<Header>);
-            drop(b);
+    let raw = h.as_ptr();
+    // Drop and take what the header owns: its memory goes back to the pool, or is freed, below.
+    // SAFETY: the header is live until this function is done with it, and nobody else can
+    // reach it (no handles). `release` runs once per header: these fields are dropped or read
+    // out only here, and nothing uses them (or the header) afterwards.
+    let (parent, owner, base, top, low) = unsafe {
+        // Usually there is no name and there are no locals: nothing to drop, and no call here.
+        if (*raw).name.is_some() || !(*raw).locals.owns_nothing() {
+            drop_name_and_locals(raw);
         }
-    }
+        let owner = ptr::read(&*(*raw).stack);
+        let parent = (*raw).parent.take();
+        (parent, owner, (*raw).base, (*raw).top, (*raw).low_sp.get())
+    };
     drop(parent);
+    match owner {
+        // SAFETY: the parts of the pool's stack that `Builder::build` gave the header, made
+        // into a stack again only here (once per header).
+        StackOwner::Pooled => pool::give(unsafe { MmapStack::from_raw_parts(base, top) }, low),
+        StackOwner::Custom(s) => drop(s),
+        // SAFETY: main headers are Box allocations (init_main); what they own was dropped or
+        // moved out above, so free the memory without dropping fields again.
+        StackOwner::Thread => unsafe { drop(Box::from_raw(raw as *mut ManuallyDrop<Header>)) },
+    }
+}
+
+/// `release`'s drop of a header's name and greenlet-local values, when it has any.
+///
+/// # Safety
+///
+/// As for `release`, which calls it once per header at most.
+#[cold]
+#[inline(never)]
+unsafe fn drop_name_and_locals(raw: *mut Header) {
+    // SAFETY: as the caller promises: dropped in place once, never used again.
+    unsafe {
+        ptr::drop_in_place(ptr::addr_of_mut!((*raw).name));
+        ptr::drop_in_place(ptr::addr_of_mut!((*raw).locals));
+    }
 }
 
 impl Clone for Greenlet {
@@ -893,14 +998,24 @@ impl fmt::Debug for Greenlet {
 }
 
 impl Drop for Greenlet {
+    #[inline]
     fn drop(&mut self) {
         let hd = self.header();
         let n = hd.handles.get() - 1;
         hd.handles.set(n);
-        if n > 0 {
-            return;
+        if n == 0 {
+            self.last_handle_dropped();
         }
-        match hd.state.get() {
+    }
+}
+
+impl Greenlet {
+    /// `drop` of the last handle: kill a suspended greenlet, release a finished one. Out of
+    /// line, so that dropping any other handle is a decrement and a test.
+    #[inline(never)]
+    fn last_handle_dropped(&mut self) {
+        let hd = self.header();
+        match self.state() {
             // A running main greenlet without handles: its thread is exiting (the MAIN
             // thread-local gave up its handle). Free it, and forget it as the current one.
             State::Running if hd.top == 0 => {
@@ -925,10 +1040,10 @@ impl Drop for Greenlet {
                 drop(hd.parent.replace(Some(me)));
                 // SAFETY: live, suspended, not the current greenlet (that one is running).
                 let cur = current_header();
-                let _ = unsafe { transfer(cur, self.h, Message::Throw) };
+                let _ = unsafe { transfer_throw(cur, self.h) };
                 let n = hd.handles.get() - 1;
                 hd.handles.set(n);
-                if hd.state.get() == State::Finished && n == 0 {
+                if hd.life.get() == Life::Finished && n == 0 {
                     // SAFETY: finished, no handles left.
                     unsafe { release(self.h) };
                 }
@@ -940,7 +1055,7 @@ impl Drop for Greenlet {
                     // SAFETY: never run, dropped once.
                     unsafe { (hd.drop_closure)(hd.closure) };
                 }
-                hd.state.set(State::Finished);
+                hd.life.set(Life::Finished);
                 // SAFETY: not started, closure dropped, no handles.
                 unsafe { release(self.h) };
             }

@@ -12,9 +12,12 @@
 //!
 //! Rules, each enforced in `greenlet/mod.rs` where the transition happens:
 //!
-//! * Exactly one greenlet per thread is `Running`: the one whose stack the CPU is on. A switch
-//!   sets the target `Running` and the switcher `Suspended` before the assembly runs, so the
-//!   overflow handler, reading the current greenlet from a signal, always sees the truth.
+//! * Exactly one greenlet per thread is `Running`: the one whose stack the CPU is on, the
+//!   thread's *current* greenlet. `Running` and `Suspended` are not stored: a header stores only
+//!   whether the greenlet has started and whether it has finished, and a started, unfinished
+//!   greenlet is `Running` exactly when it is current. So a switch changes no state at all: it
+//!   makes the target current before the assembly runs, so the overflow handler, reading the
+//!   current greenlet from a signal, always sees the truth.
 //! * Only `NotStarted` and `Suspended` greenlets can be switched to. Switching to a `Finished`
 //!   one is an error ([`SwitchError::Dead`](super::SwitchError::Dead)); switching to the
 //!   running one (yourself) returns the value at once, as python-greenlet does.

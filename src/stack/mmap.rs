@@ -21,16 +21,13 @@ use crate::syscall::syscall;
 use std::io;
 use std::mem::ManuallyDrop;
 use std::ptr::{self, NonNull};
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 
 /// `MADV_GUARD_INSTALL` (Linux 6.13, `include/uapi/asm-generic/mman-common.h`): turns the
 /// pages into guard regions that fault on any access, without splitting the VMA. Not yet in
 /// the `libc` crate.
 #[cfg(target_os = "linux")]
 const MADV_GUARD_INSTALL: libc::c_int = 102;
-
-/// `MmapStack::vg_id` of a stack not registered with valgrind.
-const VG_NONE: usize = usize::MAX;
 
 /// Per-process choice of how guard pages are made, learnt from the first stack.
 static GUARD_MODE: AtomicU8 = AtomicU8::new(GUARD_UNKNOWN);
@@ -158,8 +155,19 @@ fn guard_all_at_once(stacks: &[MmapStack]) -> bool {
     r >= 0 && r as usize == stacks.len() * page
 }
 
-/// The system's page size (cached after the first call).
+/// The system's page size. x86_64 has a single base page size, 4 KiB, on every system grove
+/// runs on, so there it is a constant the compiler folds into the pool's arithmetic; elsewhere
+/// (aarch64 kernels use 4, 16 or 64 KiB pages) it is asked of the system once and cached.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub(crate) const fn page_size() -> usize {
+    4096
+}
+
+/// The system's page size (asked once, then cached).
+#[cfg(not(target_arch = "x86_64"))]
 pub(crate) fn page_size() -> usize {
+    use std::sync::atomic::AtomicUsize;
     static PAGE: AtomicUsize = AtomicUsize::new(0);
     let p = PAGE.load(Ordering::Relaxed);
     if p != 0 {
@@ -202,9 +210,9 @@ pub struct MmapStack {
     base: NonNull<u8>,
     /// The end of the mapping.
     top: usize,
-    /// Valgrind's id for the stack once registered (meaningless outside valgrind), else
-    /// [`VG_NONE`]. (Three words in all: the pool moves stacks around on its hot path.)
-    vg_id: usize,
+    // Two words and nothing more: the pool moves stacks around on its hot path, and a pair of
+    // words moves in registers. (Valgrind's id for the stack, under valgrind, is kept aside:
+    // `valgrind::register_stack`.)
 }
 
 // SAFETY: an MmapStack exclusively owns its mapping; nothing in it is tied to the thread that
@@ -237,14 +245,14 @@ impl MmapStack {
         let map = unsafe { syscall!(mmap(ptr::null_mut(), len, STACK_PROT, STACK_FLAGS, -1, 0)) }
             .map_err(|e| map_error(e, size))?;
         let map = NonNull::new(map as *mut u8).expect("mmap returned null");
-        let mut stack = MmapStack {
+        let stack = MmapStack {
             base: NonNull::new(map.as_ptr().wrapping_add(page)).expect("mapping wraps"),
             top: map.as_ptr() as usize + len,
-            vg_id: VG_NONE,
         };
-        // On failure `stack` is dropped here, which unmaps it (not registered with valgrind yet).
+        // On failure `stack` is dropped here, which unmaps it (deregistering a stack valgrind
+        // does not know is a no-op).
         stack.install_guard(force).map_err(|e| map_error(e, size))?;
-        stack.vg_id = valgrind::stack_register(stack.base() as usize, stack.top - 1);
+        valgrind::register_stack(stack.base() as usize, stack.top - 1);
         Ok(stack)
     }
 
@@ -279,19 +287,39 @@ impl MmapStack {
                 // Out of address space or mappings for a chunk: one stack may still fit.
                 Err(_) => return Ok(vec![Self::new(size)?]),
             };
-        let mut stacks: Vec<MmapStack> = (0..n)
+        let stacks: Vec<MmapStack> = (0..n)
             .map(|i| MmapStack {
                 base: NonNull::new((map + i * one + page) as *mut u8).expect("mapping wraps"),
                 top: map + (i + 1) * one,
-                vg_id: VG_NONE,
             })
             .collect();
         // On failure `stacks` is dropped here, which unmaps every part of the mapping.
         install_guards(&stacks).map_err(|e| map_error(e, size))?;
-        for s in &mut stacks {
-            s.vg_id = valgrind::stack_register(s.base() as usize, s.top - 1);
+        for s in &stacks {
+            valgrind::register_stack(s.base() as usize, s.top - 1);
         }
         Ok(stacks)
+    }
+
+    /// Gives up the stack without unmapping it: its [`base`](Stack::base) and
+    /// [`top`](Stack::top), from which [`from_raw_parts`](Self::from_raw_parts) makes it again.
+    pub(crate) fn into_raw_parts(self) -> (usize, usize) {
+        let s = ManuallyDrop::new(self);
+        (s.base.as_ptr() as usize, s.top)
+    }
+
+    /// The stack that [`into_raw_parts`](Self::into_raw_parts) gave up.
+    ///
+    /// # Safety
+    ///
+    /// `base` and `top` must come from `into_raw_parts`, and each such pair be made into a stack
+    /// again only once.
+    pub(crate) unsafe fn from_raw_parts(base: usize, top: usize) -> MmapStack {
+        MmapStack {
+            // SAFETY: the base of a mapped stack is not null (the caller's promise).
+            base: unsafe { NonNull::new_unchecked(base as *mut u8) },
+            top,
+        }
     }
 
     /// The start of the mapping: the guard page.
@@ -378,9 +406,7 @@ pub(crate) fn unmap_batch(mut stacks: Vec<MmapStack>) {
     for s in stacks {
         // Its mapping is unmapped below, as part of a run: never by its own `Drop`.
         let s = ManuallyDrop::new(s);
-        if s.vg_id != VG_NONE {
-            valgrind::stack_deregister(s.vg_id);
-        }
+        valgrind::deregister_stack(s.base() as usize);
         let (lo, hi) = (s.map() as usize, s.top);
         run = match run {
             Some((start, end)) if end == lo => Some((start, hi)),
@@ -408,9 +434,7 @@ fn unmap_run(start: usize, end: usize) {
 
 impl Drop for MmapStack {
     fn drop(&mut self) {
-        if self.vg_id != VG_NONE {
-            valgrind::stack_deregister(self.vg_id);
-        }
+        valgrind::deregister_stack(self.base() as usize);
         // SAFETY: exactly the mapping `new` made, which this value owns; nothing runs on it any
         // more (it is being dropped).
         let r = unsafe { syscall!(munmap(self.map().cast(), self.top - self.map() as usize)) };
@@ -465,6 +489,13 @@ fn enomem_message(size: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn page_size_is_the_systems() {
+        // SAFETY: sysconf has no memory-safety preconditions.
+        let sys = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+        assert_eq!(page_size() as libc::c_long, sys);
+    }
 
     /// Runs `f` in a forked child and returns how it ended (`waitpid` status).
     fn in_child(f: impl FnOnce()) -> libc::c_int {

@@ -43,10 +43,10 @@
 //! * when the deepest stack pointer the caller saw (`deepest_sp`, e.g. the lowest one saved at
 //!   a switch) lies below the stack's top page: the stack certainly holds more than one page
 //!   of touched memory;
-//! * on every 256th give on a thread, unconditionally: a deep call that returned before any
-//!   switch recorded a low stack pointer leaves touched pages no `deepest_sp` shows, and this
-//!   bounds how long such memory can sit in the pool, at an amortised cost of a few
-//!   nanoseconds per give.
+//! * on every 4096th give on a thread (`TRIM_EVERY`), unconditionally: a deep call that
+//!   returned before any switch recorded a low stack pointer leaves touched pages no
+//!   `deepest_sp` shows, and this bounds how long such memory can sit in the pool, at an
+//!   amortised cost of a few nanoseconds per give.
 //!
 //! The top page is always kept: a greenlet's header lives there and is touched at once by the
 //! next user.
@@ -88,7 +88,7 @@ struct Pool {
     classes: Vec<(usize, Vec<MmapStack>)>,
     /// Idle stacks kept per size.
     limit: usize,
-    /// Gives so far, modulo TRIM_EVERY.
+    /// Gives so far (wrapping; a power of two, TRIM_EVERY, divides the wrap).
     gives: u32,
     /// Stacks the pool had no room for, waiting to be unmapped in a batch.
     retired: Vec<MmapStack>,
@@ -129,6 +129,12 @@ impl Pool {
         if self.hot.as_ref().is_some_and(|h| h.size() == size) {
             return self.hot.take();
         }
+        self.take_listed(size)
+    }
+
+    /// `take` when the hot slot does not have it.
+    #[inline(never)]
+    fn take_listed(&mut self, size: usize) -> Option<MmapStack> {
         if let Some((_, class)) = self.classes.iter_mut().find(|(s, _)| *s == size) {
             if let Some(s) = class.pop() {
                 return Some(s);
@@ -166,6 +172,26 @@ impl Pool {
     /// be unmapped now.
     #[inline]
     fn give(&mut self, stack: MmapStack, deepest_sp: usize) -> Spill {
+        // The steady state of one greenlet ending and the next starting: the hot slot is free.
+        // It counts toward the limit: use it only while the size's list is empty.
+        let size = stack.size();
+        if self.hot.is_none()
+            && self.limit > 0
+            && !self
+                .classes
+                .iter()
+                .any(|(s, v)| *s == size && !v.is_empty())
+        {
+            self.clean(&stack, deepest_sp);
+            self.hot = Some(stack);
+            return Spill::None;
+        }
+        self.give_listed(stack, deepest_sp)
+    }
+
+    /// `give` when the hot slot is no place for the stack.
+    #[inline(never)]
+    fn give_listed(&mut self, stack: MmapStack, deepest_sp: usize) -> Spill {
         match self.pool(stack, deepest_sp) {
             None => Spill::None,
             // Pooling is off: nothing waits.
@@ -177,8 +203,7 @@ impl Pool {
     #[cold]
     fn retire(&mut self, stack: MmapStack, deepest_sp: usize) -> Spill {
         // It may wait long: give back what a deep call left on it, as the pool does.
-        let page = page_size();
-        if deepest_sp < stack.top() as usize - ((KEEP + page - 1) & !(page - 1)) {
+        if deepest_sp < stack.top() as usize - kept() {
             release(&stack);
         }
         self.retired.push(stack);
@@ -190,51 +215,40 @@ impl Pool {
         Spill::Batch(std::mem::take(&mut self.retired))
     }
 
-    /// Pools `stack`, or hands it back if the pool for its size is full.
-    #[inline]
+    /// Puts `stack` in its size's list (the hot slot being no place for it, see `give`), or
+    /// hands it back if the pool for its size is full.
     fn pool(&mut self, stack: MmapStack, deepest_sp: usize) -> Option<MmapStack> {
         let size = stack.size();
-        self.gives = (self.gives + 1) % TRIM_EVERY;
-        let periodic = self.gives == 0;
         let limit = self.limit;
-        // The page-rounding is a mask, not next_multiple_of: that divides, and a division costs
-        // more than the rest of this path.
-        let page = page_size();
-        let kept = stack.top() as usize - ((KEEP + page - 1) & !(page - 1));
-        // The hot slot counts toward the limit: use it only while the size's list is empty.
-        if self.hot.is_none()
-            && limit > 0
-            && !self
-                .classes
-                .iter()
-                .any(|(s, v)| *s == size && !v.is_empty())
-        {
-            if deepest_sp < kept || periodic {
-                release(&stack);
-            }
-            self.hot = Some(stack);
-            return None;
-        }
         let hot_here = usize::from(self.hot.as_ref().is_some_and(|h| h.size() == size));
-        let class = match self.classes.iter().position(|(s, _)| *s == size) {
-            Some(i) => &mut self.classes[i].1,
+        let i = match self.classes.iter().position(|(s, _)| *s == size) {
+            Some(i) => i,
             None if limit == 0 => return Some(stack),
             None => self.new_class(size),
         };
-        if class.len() + hot_here >= limit {
+        if self.classes[i].1.len() + hot_here >= limit {
             return Some(stack);
         }
-        if deepest_sp < kept || periodic {
-            release(&stack);
-        }
-        class.push(stack);
+        self.clean(&stack, deepest_sp);
+        self.classes[i].1.push(stack);
         None
     }
 
+    /// Before a stack is pooled: gives back its deep pages, when `deepest_sp` shows it has
+    /// them, or periodically (see the [module docs](self)).
+    #[inline]
+    fn clean(&mut self, stack: &MmapStack, deepest_sp: usize) {
+        self.gives = self.gives.wrapping_add(1);
+        if deepest_sp < stack.top() as usize - kept() || self.gives % TRIM_EVERY == 0 {
+            release(stack);
+        }
+    }
+
+    /// Adds an empty list for `size`; returns its index in `classes`.
     #[cold]
-    fn new_class(&mut self, size: usize) -> &mut Vec<MmapStack> {
+    fn new_class(&mut self, size: usize) -> usize {
         self.classes.push((size, Vec::new()));
-        &mut self.classes.last_mut().expect("just pushed").1
+        self.classes.len() - 1
     }
 }
 
@@ -249,6 +263,13 @@ impl Drop for Pool {
         }
         unmap_batch(all);
     }
+}
+
+/// [`KEEP`] rounded up to whole pages: both are powers of two, so that is the larger one.
+/// (Not `next_multiple_of`, which divides: a division costs more than the rest of `give`.)
+#[inline]
+fn kept() -> usize {
+    KEEP.max(page_size())
 }
 
 /// Gives back what a deep call touched (the slow path of `give`).
@@ -283,11 +304,18 @@ fn with_pool<R>(f: impl FnOnce(&mut Pool) -> R) -> Option<R> {
 #[inline]
 pub fn take(size: usize) -> io::Result<MmapStack> {
     let rounded = usable_size(size)?;
-    match with_pool(|p| p.take(rounded).map(Ok)) {
-        Some(Some(s)) => s,
-        Some(None) => with_pool(|p| p.map_new(rounded)).unwrap_or_else(|| MmapStack::new(rounded)),
-        None => MmapStack::new(rounded),
+    match with_pool(|p| p.take(rounded)) {
+        Some(Some(s)) => Ok(s),
+        _ => map_new(rounded),
     }
+}
+
+/// `take` when the pool has none: out of line, so that the pooled path stays small enough to
+/// inline.
+#[inline(never)]
+fn map_new(size: usize) -> io::Result<MmapStack> {
+    // A chunk mapped through the pool, or one stack if the pool is gone.
+    with_pool(|p| p.map_new(size)).unwrap_or_else(|| MmapStack::new(size))
 }
 
 /// Returns `stack` to this thread's pool (see the [module docs](self) for when its memory is

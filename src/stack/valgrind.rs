@@ -9,6 +9,10 @@
 //! of `valgrind/valgrind.h` (`__SPECIAL_INSTRUCTION_PREAMBLE` and
 //! `VALGRIND_DO_CLIENT_REQUEST_EXPR` for amd64 and arm64; `VG_USERREQ__*`).
 
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Mutex, PoisonError};
+
 /// `VG_USERREQ__RUNNING_ON_VALGRIND`.
 const RUNNING_ON_VALGRIND: usize = 0x1001;
 /// `VG_USERREQ__STACK_REGISTER`.
@@ -85,6 +89,50 @@ pub(crate) fn stack_register(start: usize, end: usize) -> usize {
 /// Tells valgrind that the stack registered as `id` is gone.
 pub(crate) fn stack_deregister(id: usize) {
     client_request(0, STACK_DEREGISTER, [id, 0, 0, 0, 0]);
+}
+
+/// [`running_on_valgrind`], asked once per process.
+fn active() -> bool {
+    // 0: not asked yet, 1: no, 2: yes.
+    static ACTIVE: AtomicU8 = AtomicU8::new(0);
+    match ACTIVE.load(Ordering::Relaxed) {
+        0 => {
+            let on = running_on_valgrind();
+            ACTIVE.store(if on { 2 } else { 1 }, Ordering::Relaxed);
+            on
+        }
+        v => v == 2,
+    }
+}
+
+/// Valgrind's ids of the stacks registered through [`register_stack`], by lowest address. The
+/// ids are kept here rather than in each stack, which is then two words, cheap to move around
+/// the pool; only a process running under valgrind ever has any.
+static IDS: Mutex<BTreeMap<usize, usize>> = Mutex::new(BTreeMap::new());
+
+/// Under valgrind, tells it that `start..=end` (lowest and highest addressable byte) is a
+/// stack, and remembers its id for [`deregister_stack`]. Otherwise does nothing.
+pub(crate) fn register_stack(start: usize, end: usize) {
+    if active() {
+        let id = stack_register(start, end);
+        IDS.lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(start, id);
+    }
+}
+
+/// Under valgrind, tells it that the stack registered at `start` is gone. Otherwise does
+/// nothing.
+pub(crate) fn deregister_stack(start: usize) {
+    if active() {
+        let id = IDS
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&start);
+        if let Some(id) = id {
+            stack_deregister(id);
+        }
+    }
 }
 
 #[cfg(test)]
