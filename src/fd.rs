@@ -214,22 +214,20 @@ impl<S: AsFd> Evented<S> {
         let mut skip_try = dir == Dir::Read && self.drained.replace(false);
         loop {
             self.check_open()?;
-            let r = if skip_try {
-                skip_try = false;
-                Err(io::ErrorKind::WouldBlock.into())
-            } else {
-                op(&self.inner)
-            };
-            match r {
-                Ok(v) => {
-                    if !waited {
-                        hub::note_immediate_io();
+            if !std::mem::take(&mut skip_try) {
+                match op(&self.inner) {
+                    Ok(v) => {
+                        if !waited {
+                            hub::note_immediate_io();
+                        }
+                        return Ok(v);
                     }
-                    return Ok(v);
+                    Err(e) => match e.kind() {
+                        io::ErrorKind::Interrupted => continue,
+                        io::ErrorKind::WouldBlock => {}
+                        _ => return Err(e),
+                    },
                 }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => return Err(e),
             }
             if let Some(t) = timeout {
                 let d = *deadline.get_or_insert_with(|| hub::deadline_after(t));
