@@ -5,41 +5,14 @@
 //! and no other test's children may be counted.
 
 mod common;
+#[cfg(target_os = "linux")]
+use common::children;
 use common::each_backend;
 use grove::pool::Pool;
 use grove::process::{Command, Stdio};
 use std::io::Read;
 use std::os::unix::process::ExitStatusExt;
 use std::time::{Duration, Instant};
-
-/// This process's children and their states, from `/proc` (Linux only).
-#[cfg(target_os = "linux")]
-fn children() -> Vec<(u32, char)> {
-    let me = std::process::id();
-    let mut v = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-            continue;
-        };
-        let Some(close) = stat.rfind(')') else {
-            continue;
-        };
-        let mut fields = stat[close + 1..].split_whitespace();
-        let state = fields.next().and_then(|s| s.chars().next()).unwrap_or('?');
-        let ppid: u32 = fields.next().and_then(|s| s.parse().ok()).unwrap_or(0);
-        if ppid == me {
-            v.push((pid, state));
-        }
-    }
-    v
-}
 
 #[test]
 fn the_sigchld_watcher_waits_kills_collects_output_and_reaps_dropped_children() {

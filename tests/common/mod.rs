@@ -32,3 +32,35 @@ pub fn paused(body: impl FnOnce() + Send + 'static) {
     .join()
     .unwrap_or_else(|_| panic!("under the paused clock"));
 }
+
+/// The processes whose parent is this process, with their state letter (`Z` for a zombie),
+/// from `/proc` (Linux only).
+#[cfg(target_os = "linux")]
+pub fn children() -> Vec<(u32, char)> {
+    let me = std::process::id();
+    let mut v = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        // Gone already, or unreadable: not a child of ours that matters.
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // "pid (comm) S ppid ...": comm may hold spaces and parentheses; the last ')' ends it.
+        let Some(close) = stat.rfind(')') else {
+            continue;
+        };
+        let mut fields = stat[close + 1..].split_whitespace();
+        let state = fields.next().and_then(|s| s.chars().next()).unwrap_or('?');
+        let ppid: u32 = fields.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+        if ppid == me {
+            v.push((pid, state));
+        }
+    }
+    v
+}
