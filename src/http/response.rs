@@ -25,7 +25,7 @@ use super::{is_field_value_byte, is_tchar, list_members, HttpError};
 use core::fmt;
 use http::{StatusCode, Version};
 
-/// What the response writer needs to know about the request it answers. A [`Conn`] hands it
+/// What the response writer needs to know about the request it answers. A [`Conn`](super::Conn) hands it
 /// out ([`Conn::response_context`](super::Conn::response_context)).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ResponseContext {

@@ -88,252 +88,32 @@ fn guard_misuse(e: LockError) {
     }
 }
 
-/// A mutual-exclusion lock owned by the greenlet that holds it.
-///
-/// ```
-/// use grove::sync::Lock;
-/// use std::rc::Rc;
-///
-/// let lock = Rc::new(Lock::new());
-/// let l = lock.clone();
-/// let g = grove::spawn(move || {
-///     let _held = l.lock().unwrap();
-///     grove::sleep(std::time::Duration::from_millis(5)); // main cannot take it meanwhile
-/// });
-/// grove::sleep(std::time::Duration::from_millis(1));
-/// assert!(lock.is_locked());
-/// assert!(lock.release().is_err()); // main does not own it
-/// drop(lock.lock().unwrap()); // waits for g
-/// g.join().unwrap();
-/// ```
-pub struct Lock {
-    sem: Semaphore,
-    owner: Cell<Option<u64>>,
-}
-
-impl fmt::Debug for Lock {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Lock")
-            .field("owner", &self.owner.get())
-            .finish()
-    }
-}
-
-impl Default for Lock {
-    fn default() -> Self {
-        Lock::new()
-    }
-}
-
-impl Lock {
-    /// An unlocked lock.
-    pub const fn new() -> Lock {
-        Lock {
-            sem: Semaphore::bounded(1),
-            owner: Cell::new(None),
-        }
-    }
-
-    /// Whether some greenlet holds it (or it is being handed to a waiter).
-    pub fn is_locked(&self) -> bool {
-        self.sem.locked()
-    }
-
-    /// The id of the greenlet holding it (`None` while it is unlocked, or being handed to
-    /// the next waiter, which has not run yet).
-    pub fn owner(&self) -> Option<u64> {
-        self.owner.get()
-    }
-
-    /// Waits for the lock and takes it; the guard unlocks it.
-    pub fn lock(&self) -> Result<LockGuard<'_>, LockError> {
-        self.acquire_inner(None)?;
-        Ok(LockGuard { lock: self })
-    }
-
-    /// Takes the lock if it is free, without waiting.
-    pub fn try_lock(&self) -> Option<LockGuard<'_>> {
-        let permit = self.sem.try_acquire()?;
-        permit.forget();
-        self.owner.set(Some(me()));
-        Some(LockGuard { lock: self })
-    }
-
-    /// Waits at most `timeout` for the lock; `None` if it did not come.
-    pub fn lock_timeout(&self, timeout: Duration) -> Option<LockGuard<'_>> {
-        self.acquire_inner(Some(timeout)).ok()?;
-        Some(LockGuard { lock: self })
-    }
-
-    /// Takes the lock without a guard (gevent's `acquire`); unlock with
-    /// [`release`](Self::release).
-    pub fn acquire(&self) -> Result<(), LockError> {
-        self.acquire_inner(None)
-    }
-
-    fn acquire_inner(&self, timeout: Option<Duration>) -> Result<(), LockError> {
-        let me = me();
-        if self.owner.get() == Some(me) {
-            return Err(LockError::WouldDeadlock { owner: me });
-        }
-        self.sem.acquire_raw(timeout)?;
-        self.owner.set(Some(me));
-        Ok(())
-    }
-
-    /// Unlocks it. Only the greenlet holding it may: anyone else gets
-    /// [`LockError::NotOwner`] and the lock stays as it was.
-    pub fn release(&self) -> Result<(), LockError> {
-        let caller = me();
-        match self.owner.get() {
-            Some(o) if o == caller => {
-                self.owner.set(None);
-                self.sem
-                    .release()
-                    .expect("a held lock's permit fits under its bound");
-                Ok(())
-            }
-            owner => Err(LockError::NotOwner { owner, caller }),
-        }
-    }
-}
-
-impl Waitable for Lock {
-    fn is_ready(&self) -> bool {
-        !self.is_locked()
-    }
-
-    fn watch(&self, watcher: &Watcher) {
-        self.sem.watch(watcher);
-    }
-}
-
-/// A held [`Lock`]; unlocks it when dropped (by its owner: see the module rules).
-#[must_use = "the lock is released at once if the guard is not kept"]
-pub struct LockGuard<'a> {
-    lock: &'a Lock,
-}
-
-impl fmt::Debug for LockGuard<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LockGuard")
-            .field("owner", &self.lock.owner())
-            .finish()
-    }
-}
-
-impl LockGuard<'_> {
-    /// Unlocks now, reporting a guard dropped by a greenlet that does not own the lock as an
-    /// error instead of a panic.
-    pub fn unlock(self) -> Result<(), LockError> {
-        let lock = self.lock;
-        std::mem::forget(self);
-        lock.release()
-    }
-}
-
-impl Drop for LockGuard<'_> {
-    fn drop(&mut self) {
-        if let Err(e) = self.lock.release() {
-            guard_misuse(e);
-        }
-    }
-}
-
-/// A reentrant lock: its owner may take it again, and it is unlocked when every acquisition
-/// has been released (gevent's `RLock`).
-///
-/// ```
-/// use grove::sync::RLock;
-///
-/// let lock = RLock::new();
-/// let outer = lock.lock().unwrap();
-/// let inner = lock.lock().unwrap(); // the owner again: no wait
-/// assert_eq!(lock.depth(), 2);
-/// drop(inner);
-/// assert!(lock.is_locked());
-/// drop(outer);
-/// assert!(!lock.is_locked());
-/// ```
-pub struct RLock {
+/// What both locks are: a one-permit semaphore, its owner, and how many times the owner holds
+/// it (always 1 for a [`Lock`]).
+struct Owned {
     sem: Semaphore,
     owner: Cell<Option<u64>>,
     depth: Cell<usize>,
 }
 
-impl fmt::Debug for RLock {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RLock")
-            .field("owner", &self.owner.get())
-            .field("depth", &self.depth.get())
-            .finish()
-    }
-}
-
-impl Default for RLock {
-    fn default() -> Self {
-        RLock::new()
-    }
-}
-
-impl RLock {
-    /// An unlocked reentrant lock.
-    pub const fn new() -> RLock {
-        RLock {
+impl Owned {
+    const fn new() -> Owned {
+        Owned {
             sem: Semaphore::bounded(1),
             owner: Cell::new(None),
             depth: Cell::new(0),
         }
     }
 
-    /// Whether some greenlet holds it (or it is being handed to a waiter).
-    pub fn is_locked(&self) -> bool {
-        self.sem.locked()
-    }
-
-    /// The id of the greenlet holding it (`None` while it is unlocked, or being handed to
-    /// the next waiter, which has not run yet).
-    pub fn owner(&self) -> Option<u64> {
-        self.owner.get()
-    }
-
-    /// How many times its owner holds it (0 when unlocked).
-    pub fn depth(&self) -> usize {
-        self.depth.get()
-    }
-
-    /// Takes it (at once if the caller owns it already, else waiting); the guard releases
-    /// one acquisition.
-    pub fn lock(&self) -> Result<RLockGuard<'_>, LockError> {
-        self.acquire_inner(None)?;
-        Ok(RLockGuard { lock: self })
-    }
-
-    /// Takes it if that needs no wait.
-    pub fn try_lock(&self) -> Option<RLockGuard<'_>> {
+    /// Takes it, waiting at most `timeout`. Its owner taking it again: one level more if
+    /// `reentrant`, else [`LockError::WouldDeadlock`].
+    fn acquire(&self, reentrant: bool, timeout: Option<Duration>) -> Result<(), LockError> {
         let me = me();
-        if self.owner.get() != Some(me) {
-            self.sem.try_acquire()?.forget();
-            self.owner.set(Some(me));
-        }
-        self.depth.set(self.depth.get() + 1);
-        Some(RLockGuard { lock: self })
-    }
-
-    /// Waits at most `timeout`; `None` if it did not come.
-    pub fn lock_timeout(&self, timeout: Duration) -> Option<RLockGuard<'_>> {
-        self.acquire_inner(Some(timeout)).ok()?;
-        Some(RLockGuard { lock: self })
-    }
-
-    /// Takes it without a guard; release with [`release`](Self::release).
-    pub fn acquire(&self) -> Result<(), LockError> {
-        self.acquire_inner(None)
-    }
-
-    fn acquire_inner(&self, timeout: Option<Duration>) -> Result<(), LockError> {
-        let me = me();
-        if self.owner.get() != Some(me) {
+        if self.owner.get() == Some(me) {
+            if !reentrant {
+                return Err(LockError::WouldDeadlock { owner: me });
+            }
+        } else {
             self.sem.acquire_raw(timeout)?;
             self.owner.set(Some(me));
         }
@@ -341,8 +121,26 @@ impl RLock {
         Ok(())
     }
 
-    /// Releases one acquisition; the last one unlocks. Only the owner may.
-    pub fn release(&self) -> Result<(), LockError> {
+    /// Takes it if that needs no wait.
+    fn try_acquire(&self, reentrant: bool) -> bool {
+        let me = me();
+        if self.owner.get() == Some(me) {
+            if !reentrant {
+                return false;
+            }
+        } else {
+            match self.sem.try_acquire() {
+                Some(p) => p.forget(),
+                None => return false,
+            }
+            self.owner.set(Some(me));
+        }
+        self.depth.set(self.depth.get() + 1);
+        true
+    }
+
+    /// Releases one level; the last unlocks. Only the owner may.
+    fn release(&self) -> Result<(), LockError> {
         let caller = me();
         match self.owner.get() {
             Some(o) if o == caller => {
@@ -359,45 +157,174 @@ impl RLock {
             owner => Err(LockError::NotOwner { owner, caller }),
         }
     }
-}
 
-impl Waitable for RLock {
-    fn is_ready(&self) -> bool {
-        !self.sem.locked() || self.owner.get() == Some(me())
-    }
-
-    fn watch(&self, watcher: &Watcher) {
-        self.sem.watch(watcher);
+    /// Held (or being handed to a waiter).
+    fn is_locked(&self) -> bool {
+        self.sem.locked()
     }
 }
 
-/// One held acquisition of an [`RLock`]; released when dropped (by the owner).
-#[must_use = "the lock is released at once if the guard is not kept"]
-pub struct RLockGuard<'a> {
-    lock: &'a RLock,
-}
-
-impl fmt::Debug for RLockGuard<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RLockGuard")
-            .field("owner", &self.lock.owner())
-            .finish()
-    }
-}
-
-impl RLockGuard<'_> {
-    /// Releases now, reporting misuse as an error instead of a panic.
-    pub fn unlock(self) -> Result<(), LockError> {
-        let lock = self.lock;
-        std::mem::forget(self);
-        lock.release()
-    }
-}
-
-impl Drop for RLockGuard<'_> {
-    fn drop(&mut self) {
-        if let Err(e) = self.lock.release() {
-            guard_misuse(e);
+macro_rules! lock_type {
+    ($(#[$doc:meta])* $name:ident, $guard:ident, $reentrant:expr) => {
+        $(#[$doc])*
+        pub struct $name {
+            core: Owned,
         }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_struct(stringify!($name))
+                    .field("owner", &self.core.owner.get())
+                    .field("depth", &self.core.depth.get())
+                    .finish()
+            }
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                $name::new()
+            }
+        }
+
+        impl $name {
+            /// An unlocked lock.
+            pub const fn new() -> $name {
+                $name { core: Owned::new() }
+            }
+
+            /// Whether some greenlet holds it (or it is being handed to a waiter).
+            pub fn is_locked(&self) -> bool {
+                self.core.is_locked()
+            }
+
+            /// The id of the greenlet holding it (`None` while it is unlocked, or being
+            /// handed to the next waiter, which has not run yet).
+            pub fn owner(&self) -> Option<u64> {
+                self.core.owner.get()
+            }
+
+            /// Waits for it and takes it; the guard releases it.
+            pub fn lock(&self) -> Result<$guard<'_>, LockError> {
+                self.core.acquire($reentrant, None)?;
+                Ok($guard { lock: self })
+            }
+
+            /// Takes it if that needs no wait.
+            pub fn try_lock(&self) -> Option<$guard<'_>> {
+                self.core.try_acquire($reentrant).then(|| $guard { lock: self })
+            }
+
+            /// Waits at most `timeout`; `None` if it did not come.
+            pub fn lock_timeout(&self, timeout: Duration) -> Option<$guard<'_>> {
+                self.core.acquire($reentrant, Some(timeout)).ok()?;
+                Some($guard { lock: self })
+            }
+
+            /// Takes it without a guard (gevent's `acquire`); release with
+            /// [`release`](Self::release).
+            pub fn acquire(&self) -> Result<(), LockError> {
+                self.core.acquire($reentrant, None)
+            }
+
+            /// Releases it (one level, for a reentrant lock). Only the greenlet holding it
+            /// may: anyone else gets [`LockError::NotOwner`] and nothing changes.
+            pub fn release(&self) -> Result<(), LockError> {
+                self.core.release()
+            }
+        }
+
+        impl Waitable for $name {
+            fn is_ready(&self) -> bool {
+                !self.core.is_locked() || ($reentrant && self.core.owner.get() == Some(me()))
+            }
+
+            fn watch(&self, watcher: &Watcher) {
+                self.core.sem.watch(watcher);
+            }
+        }
+
+        /// A held acquisition; released when dropped (by its owner: see the module rules).
+        #[must_use = "the lock is released at once if the guard is not kept"]
+        pub struct $guard<'a> {
+            lock: &'a $name,
+        }
+
+        impl fmt::Debug for $guard<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_struct(stringify!($guard))
+                    .field("owner", &self.lock.owner())
+                    .finish()
+            }
+        }
+
+        impl $guard<'_> {
+            /// Releases now, reporting a guard dropped by a greenlet that does not own the
+            /// lock as an error instead of a panic.
+            pub fn unlock(self) -> Result<(), LockError> {
+                let lock = self.lock;
+                std::mem::forget(self);
+                lock.release()
+            }
+        }
+
+        impl Drop for $guard<'_> {
+            fn drop(&mut self) {
+                if let Err(e) = self.lock.release() {
+                    guard_misuse(e);
+                }
+            }
+        }
+    };
+}
+
+lock_type!(
+    /// A mutual-exclusion lock owned by the greenlet that holds it.
+    ///
+    /// ```
+    /// use grove::sync::Lock;
+    /// use std::rc::Rc;
+    ///
+    /// let lock = Rc::new(Lock::new());
+    /// let l = lock.clone();
+    /// let g = grove::spawn(move || {
+    ///     let _held = l.lock().unwrap();
+    ///     grove::sleep(std::time::Duration::from_millis(5)); // main cannot take it meanwhile
+    /// });
+    /// grove::sleep(std::time::Duration::from_millis(1));
+    /// assert!(lock.is_locked());
+    /// assert!(lock.release().is_err()); // main does not own it
+    /// drop(lock.lock().unwrap()); // waits for g
+    /// g.join().unwrap();
+    /// ```
+    Lock,
+    LockGuard,
+    false
+);
+
+lock_type!(
+    /// A reentrant lock: its owner may take it again, and it is unlocked when every acquisition
+    /// has been released (gevent's `RLock`).
+    ///
+    /// ```
+    /// use grove::sync::RLock;
+    ///
+    /// let lock = RLock::new();
+    /// let outer = lock.lock().unwrap();
+    /// let inner = lock.lock().unwrap(); // the owner again: no wait
+    /// assert_eq!(lock.depth(), 2);
+    /// drop(inner);
+    /// assert!(lock.is_locked());
+    /// drop(outer);
+    /// assert!(!lock.is_locked());
+    /// ```
+    RLock,
+    RLockGuard,
+    true
+);
+
+impl RLock {
+    /// How many times its owner holds it (0 when unlocked).
+    pub fn depth(&self) -> usize {
+        self.core.depth.get()
     }
 }
