@@ -10,9 +10,16 @@
 //! * **Owned** registrations persist across waits: when the last waiter leaves, the interest
 //!   stays registered, so a socket that waits again costs no system call (the echo pattern:
 //!   read, would block, wait, read...). Two things end it:
-//!   - the poller reports the fd ready in a direction nobody waits for: that direction is
-//!     dropped from the registration (the fd is deleted when none is left), so an idle
-//!     socket with unread data, a hang-up or an error is reported at most once;
+//!   - the poller reports the fd ready in a direction nobody waits for, and did so already
+//!     at an earlier poll, with a poll made on a *drained* run queue since (see
+//!     [`FdTable::drained`]): that direction is dropped from the registration (the fd is
+//!     deleted when none is left), so an idle socket with unread data, a hang-up or an error
+//!     costs the loop at most one extra wake-up, never a spin. The first such report only
+//!     starts a *grace*: while greenlets are ready the loop polls every so often without
+//!     running them all first, so a socket whose reader was woken but has not run yet is
+//!     reported again, unread. Dropping it then would cost two system calls per message
+//!     (delete now, add back when the reader waits again): the lot of every server with more
+//!     busy connections than the loop runs between two polls. A new waiter ends the grace;
 //!   - the owner is dropped ([`FdTable::forget`], before its fd is closed).
 //! * A number reused by a new owner while an old registration lingers (the old owner was
 //!   dropped on another thread, so this hub never heard of it) is re-registered on first use:
@@ -33,6 +40,9 @@ struct Entry {
     /// The directions registered with the poller, `None` if the fd is not registered.
     registered: Option<(bool, bool)>,
     owner: u64,
+    /// Per direction (read, write): the [`FdTable::drained`] count when the poller reported it
+    /// ready with nobody waiting, 0 if it has not since the last waiter came (the grace).
+    unwaited: [u64; 2],
 }
 
 impl Entry {
@@ -51,11 +61,23 @@ fn interest(dirs: (bool, bool)) -> Interest {
 /// The table; see the [module docs](self). Indexed by the fd number itself: descriptors are
 /// small integers the kernel hands out lowest first, so a vector is dense, and a lookup on
 /// every park and every event costs no hashing.
-#[derive(Default)]
 pub(crate) struct FdTable {
     slots: Vec<Entry>,
     /// Wakers in all the lists (live or spent but not yet pruned).
     waiters: usize,
+    /// 1 + the polls made with no greenlet ready (0 is the "no grace" of
+    /// [`Entry::unwaited`]); see [`FdTable::drained`].
+    drained: u64,
+}
+
+impl Default for FdTable {
+    fn default() -> FdTable {
+        FdTable {
+            slots: Vec::new(),
+            waiters: 0,
+            drained: 1,
+        }
+    }
 }
 
 impl FdTable {
@@ -76,6 +98,13 @@ impl FdTable {
         self.waiters > 0
     }
 
+    /// The loop is about to poll with no greenlet ready: every greenlet woken before this
+    /// point has run, so a direction reported with nobody waiting before it and again after
+    /// it is idle for real (the module rules).
+    pub(crate) fn drained(&mut self) {
+        self.drained += 1;
+    }
+
     /// Adds `w` as a waiter of `fd` in one direction, registering what is needed.
     pub(crate) fn watch(
         &mut self,
@@ -89,6 +118,7 @@ impl FdTable {
         if entry.owner != owner {
             // A new user of this number: whatever is registered belongs to an earlier one.
             entry.owner = owner;
+            entry.unwaited = [0, 0];
             if entry.registered.is_some() {
                 let _ = poller.delete(fd);
                 entry.registered = None;
@@ -100,6 +130,7 @@ impl FdTable {
             &mut entry.readers
         };
         list.push(w);
+        entry.unwaited[usize::from(write)] = 0;
         let want = entry.want();
         let need = match entry.registered {
             Some(have) if owner != 0 => (have.0 || want.0, have.1 || want.1),
@@ -193,32 +224,43 @@ impl FdTable {
     /// and drops from the registration a ready direction nobody waits for.
     pub(crate) fn dispatch(&mut self, poller: &mut Poller, ev: &Event) {
         let fd = ev.token as RawFd;
+        let drained = self.drained;
         let Some(entry) = self.get_mut(fd) else {
             return;
         };
         // Waking only queues the greenlet (it touches the run queue, not this table).
-        let mut idle = (false, false);
-        if ev.readable {
+        let mut idle = [false, false];
+        for (dir, ready, list) in [
+            (0, ev.readable, &entry.readers),
+            (1, ev.writable, &entry.writers),
+        ] {
+            if !ready {
+                continue;
+            }
             let mut any = false;
-            for w in &entry.readers {
+            for w in list {
                 any |= w.wake(Wake::Ready);
             }
-            idle.0 = !any;
-        }
-        if ev.writable {
-            let mut any = false;
-            for w in &entry.writers {
-                any |= w.wake(Wake::Ready);
+            if any {
+                entry.unwaited[dir] = 0;
+            } else if entry.unwaited[dir] == 0 {
+                entry.unwaited[dir] = drained; // the grace starts
+            } else if entry.unwaited[dir] < drained {
+                idle[dir] = true; // reported again after the queue drained: idle
             }
-            idle.1 = !any;
         }
         let Some(have) = entry.registered else {
             return;
         };
-        if idle == (false, false) {
+        if idle == [false, false] {
             return;
         }
-        let keep = (have.0 && !idle.0, have.1 && !idle.1);
+        for (dir, is_idle) in idle.into_iter().enumerate() {
+            if is_idle {
+                entry.unwaited[dir] = 0;
+            }
+        }
+        let keep = (have.0 && !idle[0], have.1 && !idle[1]);
         if keep == have {
             return;
         }

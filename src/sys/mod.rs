@@ -553,6 +553,8 @@ enum Inner {
 /// moved to another. Other threads wake it through a [`Notifier`].
 pub struct Poller {
     inner: Inner,
+    /// Calls to `add`, `modify` and `delete` so far, successful or not.
+    changes: u64,
 }
 
 impl Poller {
@@ -580,7 +582,7 @@ impl Poller {
                 ))
             }
         };
-        Ok(Poller { inner })
+        Ok(Poller { inner, changes: 0 })
     }
 
     /// A poller of the backend `GROVE_LOOP` names, or of the platform's default.
@@ -611,12 +613,14 @@ impl Poller {
     /// `usize::MAX`; select: `fd >= FD_SETSIZE`.
     pub fn add(&mut self, fd: RawFd, token: usize, interest: Interest) -> io::Result<()> {
         check_registration(fd, token, interest)?;
+        self.changes += 1;
         dispatch!(&mut self.inner, p => p.add(fd, token, interest))
     }
 
     /// Replaces the token and interest of a registered `fd` (`NotFound` if it is not).
     pub fn modify(&mut self, fd: RawFd, token: usize, interest: Interest) -> io::Result<()> {
         check_registration(fd, token, interest)?;
+        self.changes += 1;
         dispatch!(&mut self.inner, p => p.modify(fd, token, interest))
     }
 
@@ -625,7 +629,15 @@ impl Poller {
         if fd < 0 {
             return Err(io::Error::from_raw_os_error(libc::EBADF));
         }
+        self.changes += 1;
         dispatch!(&mut self.inner, p => p.delete(fd))
+    }
+
+    /// How many registration changes (`add`, `modify`, `delete` calls, each one system call
+    /// on epoll and kqueue) this poller has been asked for: what a loop that keeps its
+    /// registrations across waits should keep low.
+    pub fn changes(&self) -> u64 {
+        self.changes
     }
 
     /// Waits for readiness, a wake-up or the timeout (`None`: no timeout), fills `events`
