@@ -53,8 +53,9 @@
 //! [`Events::capacity`] events, and returns how many. More ready fds than that are reported by
 //! the following waits (level triggering), and no fd is starved. `timeout`: `None` blocks until
 //! an event or a wake-up, `Some(Duration::ZERO)` only looks. A timeout is rounded *up* to the
-//! backend's resolution (milliseconds for epoll and poll, microseconds for select, nanoseconds
-//! for kqueue), so a wait never returns before a timer that is due at the end of it; timeouts
+//! backend's resolution (nanoseconds for kqueue, and for epoll where the kernel has
+//! `epoll_pwait2`, Linux 5.11 and later; microseconds for select; milliseconds for poll and for
+//! epoll on older kernels), so a wait never returns before a timer that is due at the end of it; timeouts
 //! longer than the backend can express (about 24 days for milliseconds) are clamped, and the
 //! wait then returns `Ok(0)` early. `Ok(0)` means: timed out, woken by a notify, or
 //! interrupted by a signal (`EINTR` is never an error, and is not retried: the caller rechecks
@@ -892,6 +893,36 @@ mod tests {
             }
             p.delete(a.as_raw_fd()).unwrap();
         });
+    }
+
+    /// Where the kernel has `epoll_pwait2`, a sub-millisecond timeout is not rounded up to a
+    /// millisecond. The fastest of twenty 200 µs waits is compared with 1 ms: a wait rounded
+    /// up cannot take less, and one busy machine cannot slow all twenty down that much.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[test]
+    fn epoll_honours_a_sub_millisecond_timeout_where_the_kernel_can() {
+        let mut p = Poller::new(Backend::Epoll).unwrap();
+        let d = Duration::from_micros(200);
+        let mut fastest = Duration::MAX;
+        for _ in 0..20 {
+            let t0 = Instant::now();
+            assert!(wait(&mut p, d).is_empty());
+            let took = t0.elapsed();
+            assert!(took >= d, "returned early: {took:?}");
+            fastest = fastest.min(took);
+        }
+        let Inner::Epoll(e) = &p.inner else {
+            unreachable!()
+        };
+        if e.fine_timeouts() {
+            assert!(
+                fastest < Duration::from_millis(1),
+                "a 200 µs wait took at least {fastest:?}"
+            );
+        } else {
+            // No epoll_pwait2 here (an old kernel, valgrind, qemu-user): whole milliseconds.
+            assert!(fastest >= Duration::from_millis(1), "{fastest:?}");
+        }
     }
 
     #[test]
