@@ -221,7 +221,8 @@ impl FdTable {
     }
 
     /// Handles one event from the poller: wakes the waiters of the directions it reports,
-    /// and drops from the registration a ready direction nobody waits for.
+    /// and drops from the registration a ready direction nobody waits for once its grace is
+    /// over (the module rules).
     pub(crate) fn dispatch(&mut self, poller: &mut Poller, ev: &Event) {
         let fd = ev.token as RawFd;
         let drained = self.drained;
