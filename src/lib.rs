@@ -106,8 +106,8 @@ pub use greenlet::GreenletExit;
 pub use hub::event_loop::{sleep, wait_readable, wait_writable, yield_now};
 #[cfg(feature = "std")]
 pub use spawn::{
-    joinall, killall, reset_panic_hook, set_panic_hook, spawn, spawn_later, Builder, Greenlet,
-    GreenletError, PanicReport,
+    current, joinall, killall, reset_panic_hook, set_panic_hook, spawn, spawn_later, Builder,
+    Current, Greenlet, GreenletError, PanicReport,
 };
 #[cfg(feature = "std")]
 pub use sync::{AsyncResult, Channel, Event, Lock, Queue, RLock, Semaphore};

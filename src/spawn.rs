@@ -705,6 +705,79 @@ pub fn killall<T>(gs: &[Greenlet<T>], timeout: Option<Duration>) -> bool {
     joinall(gs, timeout)
 }
 
+/// The greenlet running now, as [`current`] returns it: who it is, without its result type
+/// (gevent's `getcurrent()`). Outside any spawned greenlet it is the thread's main greenlet.
+#[derive(Clone)]
+pub struct Current {
+    task: Rc<Task>,
+}
+
+/// The greenlet running now (the thread's main greenlet outside any spawned one). Its
+/// [`id`](Current::id) is the one [`Greenlet::id`] and [`debug::run_info`](crate::debug::run_info)
+/// report for it.
+///
+/// ```
+/// let g = grove::Builder::new()
+///     .name("worker")
+///     .spawn(|| {
+///         let me = grove::current();
+///         (me.id(), me.name().map(String::from))
+///     })
+///     .unwrap();
+/// let id = g.id();
+/// assert_eq!(g.get().unwrap(), (id, Some("worker".to_string())));
+/// assert!(grove::current().is_main());
+/// ```
+pub fn current() -> Current {
+    Current {
+        task: hub::current_task(),
+    }
+}
+
+impl Current {
+    /// Its id: unique among the process's greenlets.
+    pub fn id(&self) -> u64 {
+        self.task.id()
+    }
+
+    /// The name given at spawn (`None` for a thread's main greenlet, and for a greenlet
+    /// spawned without one).
+    pub fn name(&self) -> Option<&str> {
+        if !self.task.is_spawned() {
+            return None;
+        }
+        self.task.name().map(|n| &**n)
+    }
+
+    /// Whether it is the thread's main greenlet (the thread's own stack), not a spawned one.
+    pub fn is_main(&self) -> bool {
+        !self.task.is_spawned()
+    }
+
+    /// Where it was spawned (`None` for the main greenlet).
+    pub fn spawned_at(&self) -> Option<&'static Location<'static>> {
+        self.task.spawned_at()
+    }
+}
+
+impl PartialEq for Current {
+    fn eq(&self, other: &Current) -> bool {
+        Rc::ptr_eq(&self.task, &other.task)
+    }
+}
+
+impl Eq for Current {}
+
+impl fmt::Debug for Current {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Current")
+            .field("id", &self.id())
+            .field("name", &self.name())
+            .field("main", &self.is_main())
+            .finish()
+    }
+}
+
 impl<T> fmt::Debug for Greenlet<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Greenlet")

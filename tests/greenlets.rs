@@ -538,3 +538,49 @@ fn the_monitor_reports_a_greenlet_that_hogs_the_hub_once_per_incident() {
     assert!(rep.running_for >= Duration::from_millis(50));
     assert!(rep.to_string().contains("hog"));
 }
+
+#[test]
+fn current_names_the_running_greenlet_and_outside_any_the_main_one() {
+    each_backend(|_| {
+        let main = grove::current();
+        assert!(main.is_main());
+        assert_eq!(main.name(), None);
+        assert_eq!(main.spawned_at(), None);
+        assert_eq!(grove::current(), main, "the same greenlet, asked twice");
+        let main_id = main.id();
+        let seen = Rc::new(RefCell::new(Vec::new()));
+        let gs: Vec<_> = ["a", "b"]
+            .into_iter()
+            .map(|name| {
+                let seen = seen.clone();
+                grove::Builder::new()
+                    .name(name)
+                    .spawn(move || {
+                        let before = grove::current();
+                        yield_now(); // still itself after others ran
+                        let after = grove::current();
+                        assert_eq!(before, after);
+                        seen.borrow_mut().push((
+                            after.id(),
+                            after.name().map(String::from),
+                            after.is_main(),
+                            after.spawned_at().is_some(),
+                        ));
+                    })
+                    .unwrap()
+            })
+            .collect();
+        let anonymous = spawn(|| grove::current().name().map(String::from));
+        for g in &gs {
+            g.join().unwrap();
+        }
+        assert_eq!(anonymous.get().unwrap(), None);
+        let want: Vec<_> = gs
+            .iter()
+            .map(|g| (g.id(), g.name().map(String::from), false, true))
+            .collect();
+        assert_eq!(*seen.borrow(), want);
+        assert!(want.iter().all(|w| w.0 != main_id));
+        assert_eq!(grove::current().id(), main_id);
+    });
+}
