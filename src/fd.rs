@@ -333,10 +333,22 @@ where
         })
     }
 
-    /// [`stream_write`](Self::stream_write) from several buffers.
+    /// [`stream_write`](Self::stream_write) from several buffers. Not std's `write_vectored`:
+    /// that is `writev`, which has no `MSG_NOSIGNAL`, so a peer gone away would raise
+    /// `SIGPIPE` in a process that has not ignored it (a C host embedding grove, say). This is
+    /// `sendmsg` with the flag; Apple platforms have no such flag, and rely on
+    /// `SO_NOSIGPIPE` on the socket instead.
     pub(crate) fn stream_write_vectored(&self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
-        self.io(Dir::Write, self.write_timeout(), |mut s| {
-            io::Write::write_vectored(&mut s, bufs)
+        self.io(Dir::Write, self.write_timeout(), |s| {
+            #[cfg(not(target_vendor = "apple"))]
+            {
+                socket2::SockRef::from(s).send_vectored_with_flags(bufs, libc::MSG_NOSIGNAL)
+            }
+            #[cfg(target_vendor = "apple")]
+            {
+                let mut s = s;
+                io::Write::write_vectored(&mut s, bufs)
+            }
         })
     }
 }

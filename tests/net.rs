@@ -248,6 +248,71 @@ fn writing_to_a_closed_peer_is_an_error_never_sigpipe() {
     });
 }
 
+/// The same with `SIGPIPE` at its default action, as in a process that never ignored it (a C
+/// host embedding grove): a child re-run of this test binary writes, plain and vectored, to
+/// sockets whose peer is gone, and must live to exit 0. (Rust programs, this test binary
+/// among them, start with `SIGPIPE` ignored, which would hide a write that raises it.)
+#[test]
+fn writes_to_a_closed_peer_raise_no_sigpipe_even_where_it_is_not_ignored() {
+    use std::io::IoSlice;
+    const CHILD: &str = "GROVE_SIGPIPE_CHILD";
+    const NAME: &str = "writes_to_a_closed_peer_raise_no_sigpipe_even_where_it_is_not_ignored";
+    if std::env::var_os(CHILD).is_some() {
+        // SAFETY: restores the default disposition of SIGPIPE in this child process, which
+        // runs only this test.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+        let chunk = [0u8; 65536];
+        let vectored = |w: &mut dyn Write| {
+            let bufs = [IoSlice::new(&chunk), IoSlice::new(&chunk)];
+            (0..100).find_map(|_| w.write_vectored(&bufs).err())
+        };
+        let plain = |w: &mut dyn Write| (0..100).find_map(|_| w.write(&chunk).err());
+        for (name, write) in [
+            (
+                "vectored",
+                &vectored as &dyn Fn(&mut dyn Write) -> Option<std::io::Error>,
+            ),
+            ("plain", &plain),
+        ] {
+            let l = TcpListener::bind("127.0.0.1:0").unwrap();
+            let c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+            drop(l.accept().unwrap());
+            sleep(5 * MS);
+            let e = write(&mut &c).unwrap_or_else(|| panic!("tcp {name}: no error"));
+            assert!(
+                matches!(e.kind(), ErrorKind::BrokenPipe | ErrorKind::ConnectionReset),
+                "tcp {name}: {e}"
+            );
+            let (a, b) = UnixStream::pair().unwrap();
+            drop(b);
+            assert!(write(&mut &a).is_some(), "unix {name}: no error");
+        }
+        std::process::exit(0);
+    }
+    let exe = std::env::current_exe().unwrap();
+    let mut cmd = match std::env::var_os("GROVE_TEST_RUNNER") {
+        Some(runner) => {
+            let mut c = std::process::Command::new(runner);
+            c.arg(exe);
+            c
+        }
+        None => std::process::Command::new(exe),
+    };
+    let out = cmd
+        .args([NAME, "--exact", "--test-threads=1"])
+        .env(CHILD, "1")
+        .output()
+        .unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    assert!(
+        out.status.success(),
+        "the child died: {:?} (signal {:?}), stderr:\n{}",
+        out.status,
+        out.status.signal(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[test]
 fn write_all_that_fails_part_way_says_how_much_was_sent() {
     each_backend(|_| {
