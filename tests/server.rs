@@ -9,9 +9,11 @@ use grove::{sleep, spawn};
 use std::cell::Cell;
 use std::io::{Read, Write};
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const MS: Duration = Duration::from_millis(1);
+/// How long the handlers of the stop test would run if not killed.
+const HANDLER: Duration = Duration::from_secs(30);
 
 #[test]
 fn stop_closes_the_listener_waits_for_handlers_then_kills_the_rest() {
@@ -98,6 +100,55 @@ fn a_server_pool_stops_accepting_while_full() {
         }
         assert_eq!(most.get(), 2, "never more than the pool's size at once");
         assert!(server.stop(Duration::from_secs(1)));
+    });
+}
+
+/// A full handler pool parks the accept (or receive) loop waiting for room, where closing
+/// the socket does not reach it: `stop` must still keep to its timeout, and `serve_forever`
+/// must still return. The handlers would run for 30 s (what a regression costs the test).
+#[test]
+fn stop_keeps_its_timeout_while_a_full_pool_holds_the_loop() {
+    each_backend(|_| {
+        let server = StreamServer::bind("127.0.0.1:0", |_, _| sleep(HANDLER))
+            .unwrap()
+            .with_pool(1);
+        let addr = server.local_addr().unwrap();
+        let s = server.clone();
+        let serving = spawn(move || s.serve_forever());
+        let _clients: Vec<_> = (0..2).map(|_| TcpStream::connect(addr).unwrap()).collect();
+        sleep(20 * MS); // the first is handled, the loop waits for room for the second
+        assert_eq!(server.handlers(), 1);
+        let t = Instant::now();
+        assert!(
+            !server.stop(50 * MS),
+            "the handler was killed, not finished"
+        );
+        let took = t.elapsed();
+        assert!(took < Duration::from_secs(5), "stop(50 ms) took {took:?}");
+        serving.get().unwrap().unwrap();
+
+        let hits = Rc::new(Cell::new(0));
+        let h = hits.clone();
+        let server = DatagramServer::bind("127.0.0.1:0", move |_, _, _| {
+            h.set(h.get() + 1);
+            sleep(HANDLER)
+        })
+        .unwrap()
+        .with_pool(1);
+        let addr = server.local_addr().unwrap();
+        let s = server.clone();
+        let serving = spawn(move || s.serve_forever());
+        let c = UdpSocket::bind("127.0.0.1:0").unwrap();
+        for _ in 0..2 {
+            c.send_to(b"x", addr).unwrap();
+        }
+        sleep(20 * MS);
+        assert_eq!(hits.get(), 1, "one handler, the loop waits for room");
+        let t = Instant::now();
+        assert!(!server.stop(50 * MS));
+        let took = t.elapsed();
+        assert!(took < Duration::from_secs(5), "stop(50 ms) took {took:?}");
+        serving.get().unwrap().unwrap();
     });
 }
 

@@ -1,9 +1,8 @@
 //! [`DatagramServer`]: a handler greenlet per UDP datagram (gevent's `DatagramServer`).
 
-use super::Handlers;
+use super::{Handlers, ServerLoop};
 use crate::net::{ToSocketAddrs, UdpSocket};
-use crate::Greenlet;
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
@@ -19,7 +18,7 @@ struct Inner {
     socket: UdpSocket,
     handler: Box<DatagramHandler>,
     handlers: Handlers,
-    recv_loop: RefCell<Option<Greenlet<io::Result<()>>>>,
+    recv_loop: ServerLoop,
     stopped: Cell<bool>,
 }
 
@@ -84,7 +83,7 @@ impl DatagramServer {
                 socket,
                 handler,
                 handlers: Handlers::new(pool),
-                recv_loop: RefCell::new(None),
+                recv_loop: ServerLoop::default(),
                 stopped: Cell::new(false),
             }),
         }
@@ -111,29 +110,16 @@ impl DatagramServer {
                 "grove: the server was stopped; make a new one",
             ));
         }
-        let mut l = self.inner.recv_loop.borrow_mut();
-        if l.is_none() {
-            let inner = self.inner.clone();
-            *l = Some(
-                crate::Builder::new()
-                    .name("datagram loop")
-                    .spawn(move || recv_loop(&inner))?,
-            );
-        }
-        Ok(())
+        let inner = self.inner.clone();
+        self.inner
+            .recv_loop
+            .start("datagram loop", move || recv_loop(&inner))
     }
 
     /// Starts (if needed) and waits until the server is stopped or its loop fails.
     pub fn serve_forever(&self) -> io::Result<()> {
         self.start()?;
-        let g = self.inner.recv_loop.borrow_mut().take();
-        match g.map(Greenlet::get) {
-            None | Some(Err(crate::GreenletError::Killed)) => Ok(()),
-            Some(Ok(r)) => r,
-            Some(Err(e)) => Err(io::Error::other(format!(
-                "grove: the datagram loop ended: {e}"
-            ))),
-        }
+        self.inner.recv_loop.wait()
     }
 
     /// Stops receiving (the socket is closed), waits up to `timeout` for running handlers,
@@ -141,9 +127,7 @@ impl DatagramServer {
     pub fn stop(&self, timeout: Duration) -> bool {
         self.inner.stopped.set(true);
         self.inner.socket.close();
-        if let Some(g) = self.inner.recv_loop.borrow_mut().take() {
-            let _ = g.join();
-        }
+        self.inner.recv_loop.kill();
         self.inner.handlers.stop(timeout)
     }
 }

@@ -18,8 +18,11 @@ pub use stream::{Handler, StreamServer};
 pub use workers::{ServerBuilder, Workers};
 
 use crate::pool::{Group, Pool};
+use crate::{Greenlet, GreenletError};
+use std::cell::RefCell;
 use std::io;
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::time::Duration;
 
 /// The most connections an accept loop takes per wake-up before it lets handlers run.
@@ -30,6 +33,55 @@ pub const BACKOFF_START: Duration = Duration::from_millis(10);
 
 /// The longest back-off.
 pub const BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// The greenlet that runs a server's loop (accepting, or receiving datagrams), shared by
+/// `serve_forever`, which waits for it, and `stop`, which kills it: the loop may be parked
+/// where closing the socket does not reach it (waiting for room in a full handler pool,
+/// sleeping in a back-off), and `stop` must not wait for that.
+#[derive(Default)]
+pub(crate) struct ServerLoop(RefCell<Option<Rc<Greenlet<io::Result<()>>>>>);
+
+impl ServerLoop {
+    /// Spawns the loop as a greenlet named `name`, unless it runs already.
+    pub(crate) fn start(
+        &self,
+        name: &str,
+        body: impl FnOnce() -> io::Result<()> + 'static,
+    ) -> io::Result<()> {
+        let mut l = self.0.borrow_mut();
+        if l.is_none() {
+            *l = Some(Rc::new(crate::Builder::new().name(name).spawn(body)?));
+        }
+        Ok(())
+    }
+
+    /// Waits until the loop ends: `Ok` if `stop` ended it, its error if it failed.
+    pub(crate) fn wait(&self) -> io::Result<()> {
+        let Some(g) = self.0.borrow().clone() else {
+            return Ok(());
+        };
+        let _ = g.join();
+        // Ended: by itself, or killed by a `stop` that still holds its own reference.
+        self.0.borrow_mut().take();
+        let Ok(g) = Rc::try_unwrap(g) else {
+            return Ok(());
+        };
+        let name = g.name().unwrap_or("server loop").to_owned();
+        match g.get() {
+            Ok(r) => r,
+            Err(GreenletError::Killed) => Ok(()),
+            Err(e) => Err(io::Error::other(format!("grove: the {name} ended: {e}"))),
+        }
+    }
+
+    /// Ends the loop wherever it is parked (it unwinds; handlers are not its to stop).
+    pub(crate) fn kill(&self) {
+        let g = self.0.borrow_mut().take();
+        if let Some(g) = g {
+            g.kill();
+        }
+    }
+}
 
 /// A server's handler greenlets: in a pool when their number is limited, else in a group.
 pub(crate) struct Handlers {

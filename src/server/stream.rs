@@ -1,9 +1,8 @@
 //! [`StreamServer`]: accept connections and run a handler for each in its own greenlet
 //! (gevent's `StreamServer`).
 
-use super::{AcceptError, Backoff, Handlers, MAX_ACCEPT};
+use super::{AcceptError, Backoff, Handlers, ServerLoop, MAX_ACCEPT};
 use crate::net::{TcpListener, TcpStream, ToSocketAddrs};
-use crate::{Greenlet, GreenletError};
 use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::io;
@@ -19,7 +18,7 @@ struct Inner {
     handler: Box<Handler>,
     handlers: Handlers,
     max_accept: usize,
-    accept_loop: RefCell<Option<Greenlet<io::Result<()>>>>,
+    accept_loop: ServerLoop,
     stopped: Cell<bool>,
     /// Run when `stop` begins, after the listener is closed (a protocol closes its idle
     /// connections there).
@@ -106,7 +105,7 @@ impl StreamServer {
                 handler,
                 handlers: Handlers::new(pool),
                 max_accept: max_accept.max(1),
-                accept_loop: RefCell::new(None),
+                accept_loop: ServerLoop::default(),
                 stopped: Cell::new(false),
                 on_stop: RefCell::new(Vec::new()),
             }),
@@ -153,30 +152,17 @@ impl StreamServer {
                 "grove: the server was stopped; make a new one",
             ));
         }
-        let mut l = self.inner.accept_loop.borrow_mut();
-        if l.is_none() {
-            let inner = self.inner.clone();
-            let g = crate::Builder::new()
-                .name("accept loop")
-                .spawn(move || accept_loop(&inner))?;
-            *l = Some(g);
-        }
-        Ok(())
+        let inner = self.inner.clone();
+        self.inner
+            .accept_loop
+            .start("accept loop", move || accept_loop(&inner))
     }
 
     /// Starts (if needed) and waits until the server is stopped (from another greenlet) or
     /// its accept loop fails.
     pub fn serve_forever(&self) -> io::Result<()> {
         self.start()?;
-        let g = self.inner.accept_loop.borrow_mut().take();
-        let Some(g) = g else { return Ok(()) };
-        match g.get() {
-            Ok(r) => r,
-            Err(GreenletError::Killed) => Ok(()),
-            Err(e) => Err(io::Error::other(format!(
-                "grove: the accept loop ended: {e}"
-            ))),
-        }
+        self.inner.accept_loop.wait()
     }
 
     /// Stops: closes the listener now (no more connections), waits up to `timeout` for the
@@ -185,10 +171,7 @@ impl StreamServer {
     pub fn stop(&self, timeout: Duration) -> bool {
         self.inner.stopped.set(true);
         self.inner.listener.close();
-        let g = self.inner.accept_loop.borrow_mut().take();
-        if let Some(g) = g {
-            let _ = g.join();
-        }
+        self.inner.accept_loop.kill();
         let hooks = std::mem::take(&mut *self.inner.on_stop.borrow_mut());
         for f in &hooks {
             f();
