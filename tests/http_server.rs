@@ -269,6 +269,50 @@ fn head_204_and_304_carry_no_body_even_if_the_handler_writes_one() {
     });
 }
 
+/// A bodiless response says the length of the body it would have had, or nothing: an empty
+/// body (a 304 handler's usual answer) must not become `Content-Length: 0`.
+#[test]
+fn head_and_304_give_the_real_length_or_none_never_a_false_zero() {
+    each_backend(|_| {
+        let s = HttpServer::bind("127.0.0.1:0")
+            .unwrap()
+            .no_access_log()
+            .start(|req: Request| {
+                let body = if req.uri().path() == "/full" {
+                    "twelve bytes"
+                } else {
+                    ""
+                };
+                let mut r = Response::new(body.into());
+                if req.uri().path() == "/304" {
+                    *r.status_mut() = StatusCode::NOT_MODIFIED;
+                }
+                r
+            })
+            .unwrap();
+        let addr = s.local_addr().unwrap();
+        for (req, length) in [
+            ("HEAD /full HTTP/1.1", Some("12")),
+            ("HEAD /empty HTTP/1.1", None),
+            ("GET /304 HTTP/1.1", None),
+            ("HEAD /304 HTTP/1.1", None),
+        ] {
+            let r = exchange(
+                addr,
+                format!("{req}\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+            );
+            let got = r.lines().find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("content-length: ")
+                    .map(String::from)
+            });
+            assert_eq!(got.as_deref(), length, "{req}: {r:?}");
+            assert!(r.ends_with("\r\n\r\n"), "no body: {r:?}");
+        }
+        s.shutdown(Duration::from_secs(1));
+    });
+}
+
 #[test]
 fn malformed_requests_get_their_status_then_the_connection_closes() {
     each_backend(|_| {

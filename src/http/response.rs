@@ -272,7 +272,10 @@ where
     }
 
     let framing = if no_body {
-        if let Some(n) = content_length.filter(|_| !no_framing_fields) {
+        // A bodiless response (HEAD, 304) may say what the body would have been; an empty
+        // body says nothing (a 304 handler returns none), and `Content-Length: 0` would be a
+        // false statement about the resource (RFC 9110 8.6), so it is left out.
+        if let Some(n) = content_length.filter(|&n| !no_framing_fields && n > 0) {
             push_content_length(out, n);
         }
         Framing::Empty
