@@ -313,6 +313,40 @@ fn head_and_304_give_the_real_length_or_none_never_a_false_zero() {
     });
 }
 
+/// A handler that answers without reading its body: the rest is dropped before the next
+/// request, and if that rest turns out broken, the connection just closes. A 400 there would
+/// follow the 200 already sent, and a pipelining client would take it for the answer to its
+/// next request.
+#[test]
+fn a_broken_unread_body_closes_the_connection_without_a_second_answer() {
+    each_backend(|_| {
+        let calls = Rc::new(Cell::new(0));
+        let c2 = calls.clone();
+        let s = HttpServer::bind("127.0.0.1:0")
+            .unwrap()
+            .no_access_log()
+            .start(move |_req: Request| {
+                c2.set(c2.get() + 1);
+                Response::new("answered".into())
+            })
+            .unwrap();
+        let addr = s.local_addr().unwrap();
+        let r = exchange(
+            addr,
+            b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nGET /next HTTP/1.1\r\nHost: x\r\n\r\n",
+        );
+        assert!(r.starts_with("HTTP/1.1 200 OK"), "{r}");
+        assert!(r.ends_with("answered"), "one answer, then the close: {r:?}");
+        assert_eq!(r.matches("HTTP/1.1 ").count(), 1, "{r}");
+        assert_eq!(
+            calls.get(),
+            1,
+            "the pipelined request never reached the handler"
+        );
+        s.shutdown(Duration::from_secs(1));
+    });
+}
+
 #[test]
 fn malformed_requests_get_their_status_then_the_connection_closes() {
     each_backend(|_| {

@@ -24,7 +24,10 @@
 //! If the response is done before the body was read to its end, the rest of the body is
 //! decoded and dropped before the next head, unless the client was still waiting for
 //! `100 Continue` (it may never send the body): then the connection closes, and
-//! [`keep_alive`](Conn::keep_alive) already said `false` while that was pending.
+//! [`keep_alive`](Conn::keep_alive) already said `false` while that was pending. A framing
+//! error in that rest (a bad chunk, a body over the limit) closes the connection without an
+//! [`Event::Error`]: its request has been answered already, and an error response now would
+//! read, to a pipelining client, as the answer to its next request.
 //!
 //! # Errors and the end
 //!
@@ -349,7 +352,11 @@ impl Conn {
                         return None;
                     }
                     match dec.decode(input, usize::MAX) {
-                        Err(e) => return Some(self.fail(e)),
+                        // Answered already: close, with no error to answer (module docs).
+                        Err(_) => {
+                            self.state = State::Closed;
+                            return None;
+                        }
                         Ok(d) => {
                             self.start += d.consumed;
                             if d.consumed == 0 && !d.done {
@@ -657,12 +664,16 @@ mod tests {
     }
 
     #[test]
-    fn unread_chunked_body_with_an_error_is_an_error() {
+    fn unread_chunked_body_with_an_error_closes_without_an_error_to_answer() {
         let mut c = Conn::new(Limits::default());
         c.feed(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n");
+        c.feed(b"GET /next HTTP/1.1\r\nHost: x\r\n\r\n");
         assert!(matches!(c.next_event(), Some(Event::Request(_))));
         c.response_done(true);
-        assert_eq!(c.next_event(), Some(Event::Error(HttpError::BadChunkSize)));
+        // The request was answered: no second answer, no next request, just the end.
+        assert_eq!(c.next_event(), None);
+        assert!(c.is_finished());
+        assert!(!c.wants_read());
         assert_eq!(c.next_event(), None);
     }
 
