@@ -367,3 +367,24 @@ fn forty_thousand_live_stacks_fit_under_the_default_map_count() {
         assert_eq!(get::<u32>(gs[i].switch(val(())).unwrap()), i as u32);
     }
 }
+
+#[test]
+fn the_default_stack_size_can_be_set_for_the_process() {
+    // Larger than the built-in default, so that other tests running meanwhile lose nothing.
+    let size = 512 * 1024;
+    let before = grove::stack::set_default_size(size);
+    assert_eq!(grove::stack::default_size(), size);
+    let g = Greenlet::new(|v| v).unwrap();
+    assert_eq!(
+        g.stack_size(),
+        size,
+        "a builder that names no size takes the default"
+    );
+    let small = Greenlet::builder()
+        .stack_size(64 * 1024)
+        .build(|v| v)
+        .unwrap();
+    assert_eq!(small.stack_size(), 64 * 1024, "a size given wins");
+    drop((g, small));
+    grove::stack::set_default_size(before);
+}

@@ -36,7 +36,7 @@ pub use local::LocalKey;
 pub use state::State;
 
 use crate::arch::{self, Context};
-use crate::stack::{pool, MmapStack, Stack, DEFAULT_STACK_SIZE, MIN_STACK_SIZE};
+use crate::stack::{pool, MmapStack, Stack, MIN_STACK_SIZE};
 use std::any::Any;
 use std::cell::{Cell, UnsafeCell};
 use std::fmt;
@@ -357,12 +357,12 @@ impl Default for Builder {
 }
 
 impl Builder {
-    /// Defaults: no name, a [`DEFAULT_STACK_SIZE`] stack from the pool, the current greenlet
-    /// as parent.
+    /// Defaults: no name, a stack of the [default size](crate::stack::default_size) from the
+    /// pool, the current greenlet as parent.
     pub fn new() -> Builder {
         Builder {
             name: None,
-            stack_size: DEFAULT_STACK_SIZE,
+            stack_size: crate::stack::default_size(),
             stack: None,
             parent: None,
         }

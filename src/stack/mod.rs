@@ -21,9 +21,37 @@ pub use mmap::{guard_kind, GuardKind, MmapStack};
 /// modest call chain.
 pub const MIN_STACK_SIZE: usize = 16 * 1024;
 
-/// The stack size a greenlet gets when nothing else is said (256 KiB of address space; only
-/// the pages actually touched take memory).
+/// The stack size a greenlet gets when nothing else is said, until [`set_default_size`]
+/// changes it (256 KiB of address space; only the pages actually touched take memory).
 pub const DEFAULT_STACK_SIZE: usize = 256 * 1024;
+
+/// The process's default stack size now (see [`set_default_size`]).
+static DEFAULT_SIZE: core::sync::atomic::AtomicUsize =
+    core::sync::atomic::AtomicUsize::new(DEFAULT_STACK_SIZE);
+
+/// The stack size greenlets get when their builder names none: [`DEFAULT_STACK_SIZE`] unless
+/// [`set_default_size`] changed it.
+pub fn default_size() -> usize {
+    DEFAULT_SIZE.load(core::sync::atomic::Ordering::Relaxed)
+}
+
+/// Sets the stack size, in bytes, of greenlets whose builder names none, for the whole
+/// process from now on (greenlets already made keep theirs). Raised to [`MIN_STACK_SIZE`] if
+/// smaller, as a builder's size is. Returns the size it was.
+///
+/// ```
+/// let before = grove::stack::set_default_size(64 * 1024);
+/// assert_eq!(grove::stack::default_size(), 64 * 1024);
+/// grove::stack::set_default_size(1); // below the minimum: raised to it
+/// assert_eq!(grove::stack::default_size(), grove::stack::MIN_STACK_SIZE);
+/// grove::stack::set_default_size(before);
+/// ```
+pub fn set_default_size(bytes: usize) -> usize {
+    DEFAULT_SIZE.swap(
+        bytes.max(MIN_STACK_SIZE),
+        core::sync::atomic::Ordering::Relaxed,
+    )
+}
 
 /// Memory that a context can run on.
 ///
