@@ -13,6 +13,7 @@ use grove::{sleep, spawn};
 use std::cell::Cell;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr};
+use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -522,6 +523,57 @@ fn unix_listener_stream_and_datagram() {
         sleep(MS);
         x.send(b"dgram").unwrap();
         assert_eq!(g.get().unwrap(), b"dgram");
+        let _ = std::fs::remove_dir_all(&dir);
+    });
+}
+
+/// A Unix listener whose backlog is full: a connect waits for room cooperatively (the hub
+/// keeps running other greenlets), `connect_timeout` gives up with `TimedOut`, and an
+/// accept lets the waiting connect through.
+#[test]
+fn a_unix_connect_to_a_full_backlog_waits_cooperatively() {
+    each_backend(|b| {
+        let dir = std::env::temp_dir().join(format!("grove-backlog-{}-{b:?}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir).unwrap();
+        let path = dir.join("sock");
+        let l = UnixListener::bind(&path).unwrap();
+        // A backlog of one (listen again to shrink it), so that a few connects fill it.
+        // SAFETY: `l` is a listening socket this test owns; listen takes no pointers.
+        assert_eq!(unsafe { libc::listen(l.as_raw_fd(), 1) }, 0);
+        // Fill the backlog: connects succeed (queued, not accepted) until one times out.
+        let mut queued = Vec::new();
+        let err = loop {
+            match UnixStream::connect_timeout(&path, 20 * MS) {
+                Ok(c) => queued.push(c),
+                Err(e) => break e,
+            }
+            assert!(queued.len() < 100, "the backlog never filled");
+        };
+        assert_eq!(err.kind(), ErrorKind::TimedOut, "{err}");
+        assert!(err.to_string().contains("sock"), "names the path: {err}");
+        let ticks = Rc::new(Cell::new(0u32));
+        let t = ticks.clone();
+        let ticker = spawn(move || loop {
+            t.set(t.get() + 1);
+            sleep(MS);
+        });
+        let p = path.clone();
+        let waiting = spawn(move || UnixStream::connect(&p).map(|_| ()));
+        sleep(30 * MS);
+        assert!(
+            !waiting.ready(),
+            "the connect waits while the backlog is full"
+        );
+        assert!(
+            ticks.get() >= 5,
+            "the hub ran on meanwhile: {} ticks",
+            ticks.get()
+        );
+        let _first = l.accept().unwrap(); // room for one
+        waiting.get().unwrap().expect("the waiting connect gets through");
+        ticker.kill();
+        drop(queued);
         let _ = std::fs::remove_dir_all(&dir);
     });
 }

@@ -11,6 +11,17 @@ use std::os::unix::net::{self as std_unix, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
 
+/// The error of a Unix-domain connect that ran out of time.
+fn connect_timed_out(path: &Path, timeout: Option<Duration>) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::TimedOut,
+        format!(
+            "grove: connect to {} timed out after {timeout:?}",
+            path.display()
+        ),
+    )
+}
+
 /// A Unix-domain stream whose reads and writes park the calling greenlet.
 ///
 /// ```
@@ -43,16 +54,74 @@ impl UnixStream {
     close_and_error!();
     io_timeouts!();
 
-    /// Connects to the socket at `path`. (A Unix-domain connect completes or fails at once.)
+    /// Connects to the socket at `path`, cooperatively: a listener whose backlog is full
+    /// makes the connect wait (other greenlets run meanwhile) until there is room, as a
+    /// blocking connect would. No timeout; see [`connect_timeout`](Self::connect_timeout).
     pub fn connect(path: impl AsRef<Path>) -> io::Result<UnixStream> {
-        let path = path.as_ref();
-        let s = std_unix::UnixStream::connect(path).map_err(|e| {
+        UnixStream::connect_inner(path.as_ref(), None)
+    }
+
+    /// [`connect`](Self::connect), giving up after `timeout` (`ErrorKind::TimedOut`).
+    pub fn connect_timeout(path: impl AsRef<Path>, timeout: Duration) -> io::Result<UnixStream> {
+        if timeout.is_zero() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "grove: cannot connect with a zero timeout",
+            ));
+        }
+        UnixStream::connect_inner(path.as_ref(), Some(timeout))
+    }
+
+    fn connect_inner(path: &Path, timeout: Option<Duration>) -> io::Result<UnixStream> {
+        use socket2::{Domain, SockAddr, Socket, Type};
+        let context = |e: io::Error| {
             io::Error::new(
                 e.kind(),
                 format!("grove: connect to {}: {e}", path.display()),
             )
-        })?;
-        UnixStream::from_std(s)
+        };
+        let addr = SockAddr::unix(path).map_err(context)?;
+        // socket2 makes it close-on-exec (atomically where the platform can).
+        let s = Socket::new(Domain::UNIX, Type::STREAM, None).map_err(context)?;
+        s.set_nonblocking(true).map_err(context)?;
+        let deadline = timeout.map(|t| std::time::Instant::now() + t);
+        // A full backlog is EAGAIN with nothing in progress (Linux): the connect is made
+        // again after a pause, doubling up to PAUSE_MAX, since the listener's socket tells
+        // nobody when room appears. Elsewhere the connect may be in progress instead.
+        const PAUSE_MAX: Duration = Duration::from_millis(50);
+        let mut pause = Duration::from_millis(1);
+        let in_progress = loop {
+            match s.connect(&addr) {
+                Ok(()) => break false,
+                Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => break true,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    let left =
+                        deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()));
+                    if left.is_some_and(|l| l.is_zero()) {
+                        return Err(connect_timed_out(path, timeout));
+                    }
+                    crate::sleep(left.map_or(pause, |l| l.min(pause)));
+                    pause = (pause * 2).min(PAUSE_MAX);
+                }
+                Err(e) => return Err(context(e)),
+            }
+        };
+        let stream = UnixStream::from_std(std_unix::UnixStream::from(OwnedFd::from(s)))?;
+        if in_progress {
+            let left = deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()));
+            stream.ev.wait(Dir::Write, left).map_err(|e| {
+                if e.kind() == io::ErrorKind::TimedOut {
+                    connect_timed_out(path, timeout)
+                } else {
+                    context(e)
+                }
+            })?;
+            if let Some(e) = stream.ev.inner().take_error().map_err(context)? {
+                return Err(context(e));
+            }
+        }
+        Ok(stream)
     }
 
     /// A connected pair.
