@@ -347,6 +347,45 @@ fn a_broken_unread_body_closes_the_connection_without_a_second_answer() {
     });
 }
 
+/// A 413 answered from the head while the client is still sending its body: the client,
+/// which writes the whole body before it reads (as most do), must get to read the 413, not
+/// a reset on its writes (the server lingers, reading and dropping, before it closes).
+#[test]
+fn a_client_still_sending_its_body_reads_the_413_instead_of_a_reset() {
+    each_backend(|_| {
+        let s = HttpServer::bind("127.0.0.1:0")
+            .unwrap()
+            .no_access_log()
+            .limits(Limits {
+                max_body: 10,
+                ..Limits::default()
+            })
+            .start(|_req: Request| Response::new("unreachable".into()))
+            .unwrap();
+        let addr = s.local_addr().unwrap();
+        let body = vec![b'x'; 1 << 20];
+        let mut c = TcpStream::connect(addr).unwrap();
+        c.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        c.write_all(
+            format!(
+                "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        c.write_all(&body)
+            .expect("the whole body goes out: no reset");
+        c.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut r = String::new();
+        c.read_to_string(&mut r)
+            .expect("the answer, then the end: no reset");
+        assert_eq!(status_of(&r), 413, "{r}");
+        s.shutdown(Duration::from_secs(1));
+    });
+}
+
 #[test]
 fn malformed_requests_get_their_status_then_the_connection_closes() {
     each_backend(|_| {

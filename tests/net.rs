@@ -571,7 +571,10 @@ fn a_unix_connect_to_a_full_backlog_waits_cooperatively() {
             ticks.get()
         );
         let _first = l.accept().unwrap(); // room for one
-        waiting.get().unwrap().expect("the waiting connect gets through");
+        waiting
+            .get()
+            .unwrap()
+            .expect("the waiting connect gets through");
         ticker.kill();
         drop(queued);
         let _ = std::fs::remove_dir_all(&dir);

@@ -401,6 +401,34 @@ impl ConnIo {
         self.sock.write_all_counted(bytes)
     }
 
+    /// Ends a connection answered with an error before its request was read to the end
+    /// (a 413 before a large body, say): the client may still be sending. Closing now would
+    /// make the kernel answer its next bytes with a reset, and a client that writes its
+    /// whole body before it reads (most do) would see the reset instead of the answer. So:
+    /// shut down the sending side (the answer is complete), then read and drop what still
+    /// comes, until the client closes or goes quiet for [`LINGER_QUIET`], for at most
+    /// [`LINGER_MAX`] in all. (Apache's "lingering close"; nginx's `lingering_close`.)
+    fn linger_close(&self) {
+        let _ = self.sock.shutdown(std::net::Shutdown::Write);
+        let end = Instant::now() + LINGER_MAX;
+        let mut buf = [0u8; 2048];
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero()
+                || self
+                    .sock
+                    .set_read_timeout(Some(left.min(LINGER_QUIET)))
+                    .is_err()
+            {
+                return;
+            }
+            match (&self.sock).read(&mut buf) {
+                Ok(1..) => {}
+                Ok(0) | Err(_) => return,
+            }
+        }
+    }
+
     /// The handler's `Read` of the request body.
     pub(crate) fn read_body(&self, buf: &mut [u8]) -> io::Result<usize> {
         if buf.is_empty() || self.body_done.get() {
@@ -557,7 +585,9 @@ fn serve_connection(cfg: &Config, handler: &dyn Handler, sock: TcpStream, peer: 
                     &e,
                     Some(hub.date.borrow_mut().get(SystemTime::now())),
                 );
-                let _ = c.send(&out);
+                if c.send(&out).is_ok() {
+                    c.linger_close();
+                }
                 return;
             }
             Next::Close => return,
@@ -600,6 +630,11 @@ fn serve_connection(cfg: &Config, handler: &dyn Handler, sock: TcpStream, peer: 
     }
 }
 
+/// How long [`ConnIo::linger_close`] drains a client that keeps sending, at most.
+const LINGER_MAX: Duration = Duration::from_secs(2);
+/// How long a client may go quiet before [`ConnIo::linger_close`] closes.
+const LINGER_QUIET: Duration = Duration::from_millis(100);
+
 /// What was sent for one request.
 struct Outcome {
     status: StatusCode,
@@ -623,7 +658,9 @@ fn respond(
     if let Some(e) = c.failed.take() {
         // The body the handler read was malformed: the error is the answer.
         write_error(out, &e, Some(hub.date.borrow_mut().get(SystemTime::now())));
-        let _ = c.send(out);
+        if c.send(out).is_ok() {
+            c.linger_close(); // the rest of the broken body may still be coming
+        }
         return close(e.status());
     }
     let mut ctx = c
