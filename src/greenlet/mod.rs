@@ -1074,8 +1074,8 @@ pub(crate) fn guard_hit(addr: usize) -> Option<GuardHit> {
     if hd.top == 0 || hd.guard == 0 {
         return None;
     }
-    // A fault anywhere in the guard, or just below it (a big frame can skip past a single guard
-    // page only without stack probes, which Rust always emits): ours.
+    // A fault anywhere in the guard is ours. (Below it is not checked: a big frame could skip
+    // past a guard only without stack probes, and Rust always emits them.)
     if addr < hd.base && addr >= hd.base.saturating_sub(hd.guard) {
         let (name, name_len) = match &hd.name {
             Some(n) => (n.as_ptr(), n.len()),
