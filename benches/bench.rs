@@ -366,7 +366,7 @@ fn park_case(n: u64) {
             .stack_size(64 * 1024)
             .spawn(move || {
                 parked.set(parked.get() + 1);
-                ev.wait();
+                ev.wait().expect("set once all are parked");
             })
             .unwrap_or_else(|e| panic!("greenlet {i} of {n}: {e}"));
         gs.push(g);

@@ -548,7 +548,7 @@ where
                 return Some(g.get());
             }
             self.finished.event.clear();
-            if !self.finished.event.wait() {
+            if self.finished.event.wait().is_err() {
                 return Some(Err(GreenletError::WouldBlockForever));
             }
         }

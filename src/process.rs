@@ -626,7 +626,7 @@ impl Child {
                 },
                 Watch::SigChld(r) => {
                     let set = match left {
-                        None => r.wait(),
+                        None => r.wait().is_ok(),
                         Some(t) => r.wait_timeout(t),
                     };
                     if !set && left.is_none() {

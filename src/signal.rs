@@ -663,7 +663,7 @@ pub fn wait(signum: libc::c_int, timeout: Option<Duration>) -> io::Result<bool> 
     let a = arrived.clone();
     let handler = handle(signum, move || a.set())?;
     let got = match timeout {
-        None => arrived.wait(),
+        None => arrived.wait().is_ok(),
         Some(t) => arrived.wait_timeout(t),
     };
     drop(handler);

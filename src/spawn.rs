@@ -972,7 +972,7 @@ mod tests {
         let ev = Rc::new(crate::Event::new());
         let e = ev.clone();
         let target = Rc::new(crate::spawn(move || {
-            e.wait();
+            let _ = e.wait();
         }));
         let log = Rc::new(RefCell::new(Vec::new()));
         // One joiner gives up first: its spent waker must not count.

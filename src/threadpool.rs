@@ -235,7 +235,7 @@ where
         message: e.to_string(),
     })?;
     let done = match timeout {
-        None => result.wait(),
+        None => result.wait().is_ok(),
         Some(t) => result.wait_timeout(t),
     };
     if !done {

@@ -390,7 +390,7 @@ fn run_info_shows_every_greenlet_its_state_and_the_spawn_tree() {
                     .name("child")
                     .spawn(|| sleep(LONG))
                     .unwrap();
-                e.wait();
+                e.wait().unwrap();
                 child.kill();
             })
             .unwrap();

@@ -24,6 +24,23 @@ fn log() -> Rc<RefCell<Vec<String>>> {
 // ---- Event -----------------------------------------------------------------------------------
 
 #[test]
+fn waiting_on_an_event_nothing_can_set_is_would_block_forever() {
+    each_backend(|_| {
+        let ev = Event::new();
+        let t = Instant::now();
+        assert_eq!(ev.wait(), Err(WaitError::WouldBlockForever));
+        assert!(t.elapsed() < Duration::from_secs(5), "not a hang");
+        assert!(!ev.wait_timeout(MS), "a timed wait is just false");
+        // Set by another greenlet: Ok.
+        let ev = Rc::new(Event::new());
+        let e = ev.clone();
+        let setter = spawn(move || e.set());
+        assert_eq!(ev.wait(), Ok(()));
+        setter.join().unwrap();
+    });
+}
+
+#[test]
 fn event_set_then_clear_at_once_still_wakes_everyone_already_waiting() {
     each_backend(|_| {
         let ev = Rc::new(Event::new());
@@ -32,7 +49,7 @@ fn event_set_then_clear_at_once_still_wakes_everyone_already_waiting() {
             .map(|_| {
                 let (ev, woke) = (ev.clone(), woke.clone());
                 spawn(move || {
-                    assert!(ev.wait());
+                    ev.wait().unwrap();
                     woke.set(woke.get() + 1);
                 })
             })
@@ -108,8 +125,9 @@ fn async_result_error_and_timeouts() {
         }
         assert!(r.ready() && !r.successful());
         let lonely: AsyncResult<u32> = AsyncResult::new();
-        assert!(
-            !lonely.wait(),
+        assert_eq!(
+            lonely.wait(),
+            Err(WaitError::WouldBlockForever),
             "nobody else holds it: waiting would block forever"
         );
     });

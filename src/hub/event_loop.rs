@@ -1629,7 +1629,7 @@ mod tests {
                 // One warm-up round trip registers both sockets.
                 (&a).write_all(b"12345678").unwrap();
                 (&a).read_exact(&mut back).unwrap();
-                start.wait();
+                start.wait().unwrap();
                 for _ in 0..ROUNDS {
                     (&a).write_all(b"12345678").unwrap();
                     (&a).read_exact(&mut back).unwrap();

@@ -178,13 +178,14 @@ impl<T> AsyncResult<T> {
         matches!(self.state().value, Some(Ok(_)))
     }
 
-    /// Waits until it is set; returns whether it was (false only if nothing could ever set
-    /// it, or the wait was abandoned while unwinding). A result that no other handle refers
-    /// to can never be set: waiting for it fails at once. One that other handles refer to is
-    /// waited for, since another thread may set it; its wait counts as a source of work for
-    /// the hub, which then never reports LoopExit to it.
-    pub fn wait(&self) -> bool {
-        self.wait_inner(None).is_ok()
+    /// Waits until it is set. Errors with [`WaitError::WouldBlockForever`] if nothing could
+    /// ever set it (gevent's LoopExit), or [`WaitError::Interrupted`] if the wait was
+    /// abandoned while unwinding. A result that no other handle refers to can never be set:
+    /// waiting for it fails at once. One that other handles refer to is waited for, since
+    /// another thread may set it; its wait counts as a source of work for the hub, which then
+    /// never reports LoopExit to it.
+    pub fn wait(&self) -> Result<(), WaitError> {
+        self.wait_inner(None)
     }
 
     /// Waits at most `timeout`; returns whether it was set.

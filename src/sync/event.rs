@@ -2,6 +2,7 @@
 
 use crate::hub::event_loop::{self as hub, WaitOn, Waiting, Wake};
 use crate::hub::wait_list::WaitList;
+use crate::sync::WaitError;
 use crate::wait::{Waitable, Watcher};
 use std::cell::Cell;
 use std::fmt;
@@ -20,7 +21,7 @@ use std::time::Duration;
 /// let waiter = grove::spawn(move || e.wait());
 /// grove::sleep(std::time::Duration::from_millis(1)); // the waiter blocks
 /// ev.set();
-/// assert_eq!(waiter.get(), Ok(true));
+/// assert_eq!(waiter.get(), Ok(Ok(())));
 /// ```
 #[derive(Default)]
 pub struct Event {
@@ -58,26 +59,35 @@ impl Event {
         self.flag.get()
     }
 
-    /// Waits until the flag is set (returns at once if it is). Returns true if it was set,
-    /// false if nothing could ever set it (LoopExit).
-    pub fn wait(&self) -> bool {
-        self.wait_inner(None)
+    /// Waits until the flag is set (returns at once if it is). Errors with
+    /// [`WaitError::WouldBlockForever`] if nothing could ever set it (gevent's LoopExit), or
+    /// [`WaitError::Interrupted`] if the wait was abandoned while unwinding.
+    pub fn wait(&self) -> Result<(), WaitError> {
+        match self.wait_inner(None) {
+            Wake::Ready => Ok(()),
+            why => Err(WaitError::from_wake(why)),
+        }
     }
 
     /// Waits at most `timeout`; returns whether the event was set.
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
-        self.wait_inner(Some(timeout))
+        self.wait_inner(Some(timeout)) == Wake::Ready
     }
 
-    fn wait_inner(&self, timeout: Option<Duration>) -> bool {
+    /// How the wait ended: `Ready` if the flag is set, whatever woke it.
+    fn wait_inner(&self, timeout: Option<Duration>) -> Wake {
         if self.flag.get() {
-            return true;
+            return Wake::Ready;
         }
         let (why, _timer) = hub::park(Waiting::On(WaitOn::Event), |w| {
             self.waiters.push(w);
             hub::timeout_guard(w, timeout)
         });
-        why == Wake::Ready || self.flag.get()
+        if self.flag.get() {
+            Wake::Ready
+        } else {
+            why
+        }
     }
 }
 

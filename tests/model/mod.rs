@@ -441,7 +441,8 @@ fn run_here(program: &[Vec<Op>]) -> Vec<Ev> {
                     Op::Sleep(ms) => grove::sleep(Duration::from_millis(ms as u64)),
                     Op::Set(e) => ev[e as usize].set(),
                     Op::Wait(e) => {
-                        ev[e as usize].wait();
+                        // A spawned greenlet is never told LoopExit: it waits on (parked).
+                        ev[e as usize].wait().expect("woken by a set");
                     }
                     Op::Kill(j) => {
                         // Borrow the handle without holding the RefCell across the kill.
