@@ -292,7 +292,7 @@ impl Pool {
         if self.inner.size.is_none() || !self.inner.slots.locked() {
             return true;
         }
-        crate::wait::wait_any(&[&self.inner.slots], timeout).is_some()
+        crate::wait::wait_any(&[&self.inner.slots], timeout).is_ok()
     }
 
     /// Waits until every member has finished, at most `timeout`; returns whether they all did.

@@ -680,9 +680,17 @@ impl<T> Waitable for Greenlet<T> {
     }
 }
 
-/// Waits until every greenlet in `gs` has finished, or `timeout` passes; returns whether all
-/// finished.
-pub fn joinall<T>(gs: &[Greenlet<T>], timeout: Option<Duration>) -> bool {
+/// Waits until every greenlet in `gs` has finished. Errors with [`WaitError::TimedOut`] if
+/// `timeout` passes first, [`WaitError::WouldBlockForever`] if some can never finish (gevent's
+/// LoopExit), [`WaitError::Interrupted`] if the wait was abandoned while unwinding.
+///
+/// [`WaitError::TimedOut`]: crate::sync::WaitError::TimedOut
+/// [`WaitError::WouldBlockForever`]: crate::sync::WaitError::WouldBlockForever
+/// [`WaitError::Interrupted`]: crate::sync::WaitError::Interrupted
+pub fn joinall<T>(
+    gs: &[Greenlet<T>],
+    timeout: Option<Duration>,
+) -> Result<(), crate::sync::WaitError> {
     let objs: Vec<&dyn Waitable> = gs.iter().map(|g| g as &dyn Waitable).collect();
     crate::wait::wait_all(&objs, timeout)
 }
@@ -702,7 +710,7 @@ pub fn killall<T>(gs: &[Greenlet<T>], timeout: Option<Duration>) -> bool {
         // Killing yourself among others: the others first, then unwind.
         g.kill_nowait();
     }
-    joinall(gs, timeout)
+    joinall(gs, timeout).is_ok()
 }
 
 /// The greenlet running now, as [`current`] returns it: who it is, without its result type
@@ -990,7 +998,7 @@ mod tests {
             .collect();
         crate::yield_now(); // all three wait now
         ev.set();
-        assert!(crate::joinall(&joiners, Some(Duration::from_secs(5))));
+        assert!(crate::joinall(&joiners, Some(Duration::from_secs(5))).is_ok());
         assert_eq!(*log.borrow(), [0, 1, 2]);
     }
 
@@ -1007,7 +1015,7 @@ mod tests {
         let gs: Vec<_> = (0..20)
             .map(|_| Builder::new().stack_size(16 * 1024).spawn(|| ()).unwrap())
             .collect();
-        assert!(crate::joinall(&gs, Some(Duration::from_secs(5))));
+        assert!(crate::joinall(&gs, Some(Duration::from_secs(5))).is_ok());
         assert!(pool::retired() > 0);
         // The hub waits: it unmaps them first (when it is about to wait a millisecond or more:
         // on a loaded machine a sleep may find less than that left, so try a few).

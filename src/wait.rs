@@ -12,6 +12,7 @@
 //! ```
 
 use crate::hub::event_loop::{self as hub, WaitOn, Waiting, Wake, Waker};
+use crate::sync::WaitError;
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::rc::{Rc, Weak};
@@ -72,12 +73,14 @@ pub struct IWait {
     state: Rc<WatchState>,
     left: usize,
     deadline: Option<crate::hub::timers::Deadline>,
+    /// Why the iteration ended before every object was yielded (see [`IWait::ended_by`]).
+    ended: Option<WaitError>,
 }
 
 /// Yields the indices of `objects` in the order they become ready (those ready already come
 /// first, in list order), waiting cooperatively in between. Ends when all have been yielded,
 /// or when `timeout` (for the whole iteration) passes, or when nothing could ever make the
-/// rest ready (LoopExit).
+/// rest ready (LoopExit); [`IWait::ended_by`] then says which.
 pub fn iwait(objects: &[&dyn Waitable], timeout: Option<Duration>) -> IWait {
     let state = Rc::new(WatchState {
         ready: RefCell::new(VecDeque::new()),
@@ -99,6 +102,16 @@ pub fn iwait(objects: &[&dyn Waitable], timeout: Option<Duration>) -> IWait {
         state,
         left: objects.len(),
         deadline: timeout.map(hub::deadline_after),
+        ended: None,
+    }
+}
+
+impl IWait {
+    /// Why the iteration ended before it yielded every object: [`WaitError::TimedOut`],
+    /// [`WaitError::WouldBlockForever`] (nothing could ever make the rest ready: gevent's
+    /// LoopExit) or [`WaitError::Interrupted`]. `None` while it runs, and once all were yielded.
+    pub fn ended_by(&self) -> Option<WaitError> {
+        self.ended
     }
 }
 
@@ -118,6 +131,7 @@ impl Iterator for IWait {
                 Some(d) => {
                     let r = d.saturating_duration_since(hub::now());
                     if r.is_zero() {
+                        self.ended = Some(WaitError::TimedOut);
                         return None;
                     }
                     Some(r)
@@ -134,8 +148,9 @@ impl Iterator for IWait {
                 Wake::Timeout | Wake::LoopExit | Wake::Interrupted => {
                     // Something may have become ready at the same moment.
                     let i = self.state.ready.borrow_mut().pop_front();
-                    if i.is_some() {
-                        self.left -= 1;
+                    match i {
+                        Some(_) => self.left -= 1,
+                        None => self.ended = Some(WaitError::from_wake(why)),
                     }
                     return i;
                 }
@@ -144,13 +159,23 @@ impl Iterator for IWait {
     }
 }
 
-/// Waits until one of `objects` is ready; returns its index, or `None` on timeout (or if
-/// nothing could ever make one ready).
-pub fn wait_any(objects: &[&dyn Waitable], timeout: Option<Duration>) -> Option<usize> {
-    iwait(objects, timeout).next()
+/// Waits until one of `objects` is ready and returns its index. Errors with
+/// [`WaitError::TimedOut`] when `timeout` passes first, [`WaitError::WouldBlockForever`] if
+/// nothing could ever make one ready (gevent's LoopExit), [`WaitError::Interrupted`] if the
+/// wait was abandoned while unwinding. (With no objects, that is `WouldBlockForever` at once.)
+pub fn wait_any(objects: &[&dyn Waitable], timeout: Option<Duration>) -> Result<usize, WaitError> {
+    let mut it = iwait(objects, timeout);
+    it.next()
+        .ok_or_else(|| it.ended_by().unwrap_or(WaitError::WouldBlockForever))
 }
 
-/// Waits until all of `objects` are ready; returns whether they all were before `timeout`.
-pub fn wait_all(objects: &[&dyn Waitable], timeout: Option<Duration>) -> bool {
-    iwait(objects, timeout).count() == objects.len()
+/// Waits until all of `objects` are ready; errors as [`wait_any`] does if they are not all
+/// ready before `timeout`, or never could be.
+pub fn wait_all(objects: &[&dyn Waitable], timeout: Option<Duration>) -> Result<(), WaitError> {
+    let mut it = iwait(objects, timeout);
+    for _ in it.by_ref() {}
+    match it.ended_by() {
+        None => Ok(()),
+        Some(e) => Err(e),
+    }
 }

@@ -5,6 +5,7 @@
 mod common;
 use common::{each_backend, paused};
 use grove::debug::{run_info, GreenletState};
+use grove::sync::WaitError;
 use grove::{
     iwait, joinall, killall, sleep, spawn, spawn_later, timeout, wait_any, yield_now, Event,
     GreenletError, Waitable,
@@ -130,7 +131,7 @@ fn links_fire_once_each_in_order_and_filter_by_outcome() {
         ok.link(|_| panic!("a bad link"));
         let l = log.clone();
         ok.link(move |_| l.borrow_mut().push("ok:after-bad-link".into()));
-        assert!(joinall(&[ok, bad], Some(Duration::from_secs(5))));
+        assert!(joinall(&[ok, bad], Some(Duration::from_secs(5))).is_ok());
         assert_eq!(
             *log.borrow(),
             [
@@ -165,7 +166,7 @@ fn spawn_later_starts_after_the_delay_in_deadline_order() {
         let b = spawn_later(Duration::from_millis(40), mk("b"));
         let a = spawn_later(Duration::from_millis(20), mk("a"));
         let now = spawn(mk("now"));
-        assert!(joinall(&[b, a, now], Some(Duration::from_secs(5))));
+        assert!(joinall(&[b, a, now], Some(Duration::from_secs(5))).is_ok());
         let log = log.borrow();
         let tags: Vec<_> = log.iter().map(|e| e.0).collect();
         assert_eq!(tags, ["now", "a", "b"]);
@@ -187,7 +188,11 @@ fn joinall_and_killall_over_many() {
                 })
             })
             .collect();
-        assert!(!joinall(&gs, Some(Duration::from_millis(10))), "they sleep");
+        assert_eq!(
+            joinall(&gs, Some(Duration::from_millis(10))),
+            Err(WaitError::TimedOut),
+            "they sleep"
+        );
         assert!(killall(&gs, Some(Duration::from_secs(5))));
         assert_eq!(drops.get(), 50);
         assert!(gs.iter().all(|g| g.is_dead()));
@@ -221,13 +226,27 @@ fn wait_any_times_out_or_returns_the_first_ready() {
         let never = Event::new();
         let t = Instant::now();
         for _ in 0..1000 {
-            assert_eq!(wait_any(&[&never], Some(Duration::ZERO)), None);
+            assert_eq!(
+                wait_any(&[&never], Some(Duration::ZERO)),
+                Err(WaitError::TimedOut)
+            );
         }
-        assert_eq!(wait_any(&[&never], Some(Duration::from_millis(10))), None);
+        assert_eq!(
+            wait_any(&[&never], Some(Duration::from_millis(10))),
+            Err(WaitError::TimedOut)
+        );
         assert!(t.elapsed() >= Duration::from_millis(10));
         let ready = Event::new();
         ready.set();
-        assert_eq!(wait_any(&[&never, &ready], None), Some(1));
+        assert_eq!(wait_any(&[&never, &ready], None), Ok(1));
+        // Nothing could ever set `never`: LoopExit, said as an error, and said by all three.
+        assert_eq!(wait_any(&[&never], None), Err(WaitError::WouldBlockForever));
+        let mut it = iwait(&[&ready, &never], None);
+        assert_eq!(it.next(), Some(0));
+        assert_eq!(it.next(), None);
+        assert_eq!(it.ended_by(), Some(WaitError::WouldBlockForever));
+        let stuck = spawn(move || never.wait());
+        assert_eq!(joinall(&[stuck], None), Err(WaitError::WouldBlockForever));
     });
 }
 
@@ -338,7 +357,7 @@ fn paused_clock_runs_hours_of_sleeps_at_once_in_deadline_order() {
                 })
             })
             .collect();
-        assert!(joinall(&gs, None));
+        assert!(joinall(&gs, None).is_ok());
         assert_eq!(*log.borrow(), [1, 2, 3, 4, 5]);
         assert!(t.elapsed() < Duration::from_secs(30));
     });

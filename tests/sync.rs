@@ -169,7 +169,7 @@ fn wait_any_sees_an_async_result_set_from_another_thread() {
             setter.set(()).unwrap();
         });
         let which = wait_any(&[&ev as &dyn Waitable, &r], Some(Duration::from_secs(10)));
-        assert_eq!(which, Some(1));
+        assert_eq!(which, Ok(1));
         th.join().unwrap();
     });
 }
@@ -610,10 +610,10 @@ fn queues_channels_semaphores_and_locks_work_with_wait_any() {
         let lock = Lock::new();
         let held = lock.lock().unwrap();
         let objs: [&dyn Waitable; 4] = [&*q, &*ch, &sem, &lock];
-        assert_eq!(wait_any(&objs, Some(MS)), None);
+        assert_eq!(wait_any(&objs, Some(MS)), Err(WaitError::TimedOut));
         let c = ch.clone();
         let putter = spawn(move || c.put(1).unwrap());
-        assert_eq!(wait_any(&objs, Some(Duration::from_secs(5))), Some(1));
+        assert_eq!(wait_any(&objs, Some(Duration::from_secs(5))), Ok(1));
         assert_eq!(ch.get(), Ok(1));
         putter.join().unwrap();
         let q2 = q.clone();
@@ -621,9 +621,9 @@ fn queues_channels_semaphores_and_locks_work_with_wait_any() {
             sleep(MS);
             q2.put(9).unwrap()
         });
-        assert_eq!(wait_any(&objs, Some(Duration::from_secs(5))), Some(0));
+        assert_eq!(wait_any(&objs, Some(Duration::from_secs(5))), Ok(0));
         drop(held);
-        assert_eq!(wait_any(&objs[2..], Some(MS)), Some(1));
+        assert_eq!(wait_any(&objs[2..], Some(MS)), Ok(1));
     });
 }
 
