@@ -394,6 +394,7 @@ fn malformed_requests_get_their_status_then_the_connection_closes() {
             max_request_line: 100,
             max_header_bytes: 200,
             max_body: 10,
+            max_headers: 4,
             ..Limits::default()
         };
         let c2 = calls.clone();
@@ -418,6 +419,16 @@ fn malformed_requests_get_their_status_then_the_connection_closes() {
             (big_headers.as_bytes(), 431),
             (b"GET / HTTP/2.0\r\nHost: x\r\n\r\n", 505),
             (b"GET / HTTP/1.1\r\n\r\n", 400), // no Host
+            // More fields than max_headers (few bytes): 431.
+            (
+                b"GET / HTTP/1.1\r\nHost: x\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\n\r\n",
+                431,
+            ),
+            // Transfer-Encoding in HTTP/1.0: faulty framing, 400.
+            (
+                b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+                400,
+            ),
         ];
         for (wire, want) in cases {
             let r = exchange(addr, wire);
@@ -735,7 +746,7 @@ fn graceful_shutdown_closes_idle_connections_and_finishes_requests_in_flight() {
 }
 
 #[test]
-fn the_access_log_hook_sees_every_response() {
+fn the_access_log_hook_sees_every_request_that_reached_a_handler() {
     each_backend(|_| {
         let seen: Arc<Mutex<Vec<String>>> = Arc::default();
         let s2 = seen.clone();
@@ -754,6 +765,8 @@ fn the_access_log_hook_sees_every_response() {
             addr,
             b"GET /logged?q=1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
         );
+        // No request line to log: the 400 for it is not a record (an AccessRecord names the
+        // request's method and target).
         exchange(addr, b"BROKEN\r\n\r\n");
         s.shutdown(Duration::from_secs(1));
         let lines = seen.lock().unwrap();
