@@ -92,32 +92,33 @@
     .text
 
 // -------------------------------------------------------------------------------------------------
-// The body both switches share (steps 1 to 4), as in the x86_64 file.
+// The body both switches share (steps 1 to 4), as in the x86_64 file; its arguments label its
+// twelve instructions (a..l).
 // -------------------------------------------------------------------------------------------------
-.macro SAVE_SWAP_RESTORE
+.macro SAVE_SWAP_RESTORE a, b, c, d, e, f, g, h, i, j, k, l
     // ---- 1. Save `from`: one 32-byte frame (no push on aarch64). ----------------------------------
-    sub sp, sp, #FRAME_SIZE
+\a: sub sp, sp, #FRAME_SIZE        // room for the frame
     .cfi_def_cfa_offset FRAME_SIZE
-    stp x29, x30, [sp, #FRAME_X29]  // x30: where `from` continues
-    str x19, [sp, #FRAME_X19]
+\b: stp x29, x30, [sp, #FRAME_X29]  // x30: where `from` continues
+\c: str x19, [sp, #FRAME_X19]       // the one callee-saved register the asm keeps
     .cfi_offset x29, -32
     .cfi_offset x30, -24
     .cfi_offset x19, -16
 
     // ---- 2. Publish where `from` stopped (sp cannot be stored directly: go through x9). --------
-    mov x9, sp
-    str x9, [x1, #CTX_SP]           // from.sp = sp
-    ldr x10, [x2, #CTX_LINK]        // x10 = to.link
-    str x9, [x10]                   // *to.link = sp, for unwinders
+\d: mov x9, sp                     // sp, into a register that can be stored
+\e: str x9, [x1, #CTX_SP]           // from.sp = sp
+\f: ldr x10, [x2, #CTX_LINK]        // x10 = to.link
+\g: str x9, [x10]                   // *to.link = sp, for unwinders
 
     // ---- 3. Become `to`. -------------------------------------------------------------------------
-    ldr x9, [x2, #CTX_SP]
-    mov sp, x9
+\h: ldr x9, [x2, #CTX_SP]           // x9 = to.sp
+\i: mov sp, x9                      // sp = to.sp: we are `to` now
 
     // ---- 4. Restore `to`'s registers. ----------------------------------------------------------
-    ldp x29, x30, [sp, #FRAME_X29]
-    ldr x19, [sp, #FRAME_X19]
-    add sp, sp, #FRAME_SIZE
+\j: ldp x29, x30, [sp, #FRAME_X29]  // to's frame pointer and continuation
+\k: ldr x19, [sp, #FRAME_X19]       // to's x19
+\l: add sp, sp, #FRAME_SIZE         // pop the frame
     .cfi_def_cfa_offset 0
     .cfi_restore x29
     .cfi_restore x30
@@ -131,7 +132,7 @@
 FUNC_BEGIN(grove_switch)
     .cfi_startproc
 LOCAL(sw_0)   hint #34                        // bti c: landing pad for indirect calls
-LOCAL(sw_1)   SAVE_SWAP_RESTORE
+LOCAL(sw_1)   SAVE_SWAP_RESTORE LREF(sw_1a), LREF(sw_1b), LREF(sw_1c), LREF(sw_1d), LREF(sw_1e), LREF(sw_1f), LREF(sw_1g), LREF(sw_1h), LREF(sw_1i), LREF(sw_1j), LREF(sw_1k), LREF(sw_1l)
     // ---- 5. Continue `to`; x0 still holds `arg`, its result. -----------------------------------
 LOCAL(sw_2)   mov x16, x30                    // x16 (IP0): the register made for such branches
 LOCAL(sw_3)   br x16                          // not `ret`: see "How it leaves"
@@ -145,7 +146,7 @@ FUNC_END(grove_switch)
 FUNC_BEGIN(grove_switch_return)
     .cfi_startproc
 LOCAL(sr_0)   hint #34                        // bti c
-LOCAL(sr_1)   SAVE_SWAP_RESTORE
+LOCAL(sr_1)   SAVE_SWAP_RESTORE LREF(sr_1a), LREF(sr_1b), LREF(sr_1c), LREF(sr_1d), LREF(sr_1e), LREF(sr_1f), LREF(sr_1g), LREF(sr_1h), LREF(sr_1i), LREF(sr_1j), LREF(sr_1k), LREF(sr_1l)
 LOCAL(sr_2)   ret                             // x30 = to's continuation; predicted
     .cfi_endproc
 FUNC_END(grove_switch_return)

@@ -144,18 +144,20 @@
 
 // -------------------------------------------------------------------------------------------------
 // The body both switches share: steps 1 to 4. A macro, so each routine below reads top to bottom.
+// Its arguments are the labels of its eight instructions (a..h), named by each routine that
+// uses it (sw_1a.., sr_1a..), so that every instruction has a label, in the macro too.
 // -------------------------------------------------------------------------------------------------
-.macro SAVE_SWAP_RESTORE
+.macro SAVE_SWAP_RESTORE a, b, c, d, e, f, g, h
     // CFI: on entry the Canonical Frame Address is rsp+8 and the return address sits at CFA-8;
     // that is the default rule, so nothing is said until the first push.
 
     // ---- 1. Save `from`: push rbx and rbp onto its own stack (r12-r15: see "Who saves what"). --
     // After these two pushes [rsp] holds the slot table above, the return address (pushed by the
     // caller's `call`, or by the jump shim) at FRAME_RIP.
-    push rbp                                  // FRAME_RBP
+\a:  push rbp                                  // FRAME_RBP
     .cfi_adjust_cfa_offset 8
     .cfi_rel_offset rbp, 0
-    push rbx                                  // FRAME_RBX
+\b:  push rbx                                  // FRAME_RBX
     .cfi_adjust_cfa_offset 8
     .cfi_rel_offset rbx, 0
     // Now CFA = rsp + FRAME_SIZE. This CFI state stays right through step 3: the target's stack
@@ -163,20 +165,20 @@
     // well-formed frame whichever stack rsp points into.
 
     // ---- 2. Publish where `from` stopped. ---------------------------------------------------------
-    mov [rsi + CTX_SP], rsp                   // from.sp = rsp: `from` is now resumable
-    mov rcx, [rdx + CTX_LINK]                 // rcx = to.link, a slot at the top of to's stack
-    mov [rcx], rsp                            // *to.link = rsp: lets unwinders (backtraces, gdb)
+\c:  mov [rsi + CTX_SP], rsp                   // from.sp = rsp: `from` is now resumable
+\d:  mov rcx, [rdx + CTX_LINK]                 // rcx = to.link, a slot at the top of to's stack
+\e:  mov [rcx], rsp                            // *to.link = rsp: lets unwinders (backtraces, gdb)
                                               // walk out of `to` into us, its resumer (see the
                                               // trampoline's CFI below)
 
     // ---- 3. Become `to`: one instruction swaps the whole world. --------------------------------
-    mov rsp, [rdx + CTX_SP]                   // rsp = to.sp, pointing at to's slot table
+\f:  mov rsp, [rdx + CTX_SP]                   // rsp = to.sp, pointing at to's slot table
 
     // ---- 4. Restore `to`'s rbx and rbp, in the reverse order of step 1. -----------------------
-    pop rbx
+\g:  pop rbx                                   // to's rbx
     .cfi_adjust_cfa_offset -8
     .cfi_restore rbx
-    pop rbp
+\h:  pop rbp                                   // to's rbp
     .cfi_adjust_cfa_offset -8
     .cfi_restore rbp
     // rsp now points at to's FRAME_RIP slot: where `to` continues.
@@ -193,7 +195,8 @@
 FUNC_BEGIN(grove_switch)
     .cfi_startproc
 LOCAL(sw_0)   endbr64                         // landing pad for indirect calls (CET IBT)
-LOCAL(sw_1)   SAVE_SWAP_RESTORE               // steps 1-4: 2 pushes, 3 stores, 1 load, 2 pops
+LOCAL(sw_1)   SAVE_SWAP_RESTORE LREF(sw_1a), LREF(sw_1b), LREF(sw_1c), LREF(sw_1d), LREF(sw_1e), LREF(sw_1f), LREF(sw_1g), LREF(sw_1h)
+                                              // steps 1-4: 2 pushes, 3 stores, 1 load, 2 pops
     // ---- 5. Continue `to` where it stopped, handing it `arg` as its switch's result. ---------
 LOCAL(sw_2)   pop rcx                         // rcx = to's return address; rsp is now exactly
     .cfi_adjust_cfa_offset -8                 // what it was in `to` before it switched away
@@ -219,7 +222,7 @@ FUNC_END(grove_switch)
 FUNC_BEGIN(grove_switch_return)
     .cfi_startproc
 LOCAL(sr_0)   endbr64
-LOCAL(sr_1)   SAVE_SWAP_RESTORE
+LOCAL(sr_1)   SAVE_SWAP_RESTORE LREF(sr_1a), LREF(sr_1b), LREF(sr_1c), LREF(sr_1d), LREF(sr_1e), LREF(sr_1f), LREF(sr_1g), LREF(sr_1h)
 LOCAL(sr_2)   mov rax, rdi                    // the return value
 LOCAL(sr_3)   ret                             // pops to's FRAME_RIP: the RSB predicted it
     .cfi_endproc
@@ -283,7 +286,7 @@ LOCAL(tr_5)   jmp rcx                         // ...and a jump, which pushes no 
     // way an unwinder rebuilds it (rsp = the entry's CFA = tramp_sp, as if `call` had
     // returned): it looks up the rule at the return address minus one, which is the `int3`.
     .cfi_escape 0x0f, 0x05, 0x77, 0x00, 0x06, 0x23, 0x18
-              int3                            // never executed
+LOCAL(tr_6)   int3                            // never executed
 LOCAL(tr_ret) ud2                             // unreachable: trap loudly if the entry returned
     .cfi_endproc
 FUNC_END(grove_trampoline)
