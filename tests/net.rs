@@ -601,6 +601,56 @@ fn std_conversions_round_trip() {
 }
 
 #[test]
+fn listeners_and_datagram_sockets_clone_as_std_does() {
+    each_backend(|b| {
+        // Two greenlets accept on two handles of one listener, cooperatively.
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let l2 = l.try_clone().unwrap();
+        assert_eq!(l2.local_addr().unwrap(), addr);
+        let a = spawn(move || l.accept().map(|(_, p)| p).unwrap());
+        let b2 = spawn(move || l2.accept().map(|(_, p)| p).unwrap());
+        let c1 = TcpStream::connect(addr).unwrap();
+        let c2 = TcpStream::connect(addr).unwrap();
+        let mut got = [a.get().unwrap(), b2.get().unwrap()];
+        let mut want = [c1.local_addr().unwrap(), c2.local_addr().unwrap()];
+        got.sort();
+        want.sort();
+        assert_eq!(got, want);
+        // A UDP clone receives what is sent to the original's address.
+        let u = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let u2 = u.try_clone().unwrap();
+        let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+        peer.send_to(b"to the clone", u.local_addr().unwrap())
+            .unwrap();
+        let mut buf = [0u8; 32];
+        let (n, from) = u2.recv_from(&mut buf).unwrap();
+        assert_eq!(
+            (&buf[..n], from),
+            (&b"to the clone"[..], peer.local_addr().unwrap())
+        );
+        // Unix: a listener clone accepts; a datagram clone receives.
+        let dir = std::env::temp_dir().join(format!("grove-clone-{}-{b:?}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir).unwrap();
+        let path = dir.join("sock");
+        let ul = UnixListener::bind(&path).unwrap();
+        let ul2 = ul.try_clone().unwrap();
+        let acc = spawn(move || ul2.accept().map(|_| ()).unwrap());
+        let _uc = UnixStream::connect(&path).unwrap();
+        acc.get().unwrap();
+        drop(ul);
+        let (x, y) = UnixDatagram::pair().unwrap();
+        let y2 = y.try_clone().unwrap();
+        drop(y);
+        x.send(b"dgram").unwrap();
+        let n = y2.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"dgram");
+        let _ = std::fs::remove_dir_all(&dir);
+    });
+}
+
+#[test]
 fn names_resolve_on_the_pool_while_other_greenlets_run() {
     each_backend(|_| {
         let ticks = Rc::new(Cell::new(0));

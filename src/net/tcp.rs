@@ -360,6 +360,12 @@ impl TcpListener {
         })
     }
 
+    /// Another handle to the same listening socket (a duplicated descriptor), as std's
+    /// `try_clone`: accepts on either take from the same queue.
+    pub fn try_clone(&self) -> io::Result<TcpListener> {
+        TcpListener::from_std(self.ev.inner().try_clone()?)
+    }
+
     /// Gives the std listener back (blocking again).
     pub fn into_std(self) -> io::Result<std::net::TcpListener> {
         self.ev.into_inner()

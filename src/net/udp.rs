@@ -75,6 +75,11 @@ impl UdpSocket {
         })
     }
 
+    /// Another handle to the same socket (a duplicated descriptor), as std's `try_clone`.
+    pub fn try_clone(&self) -> io::Result<UdpSocket> {
+        UdpSocket::from_std(self.ev.inner().try_clone()?)
+    }
+
     /// Gives the std socket back (blocking again).
     pub fn into_std(self) -> io::Result<std::net::UdpSocket> {
         self.ev.into_inner()

@@ -203,6 +203,12 @@ impl UnixListener {
         })
     }
 
+    /// Another handle to the same listening socket (a duplicated descriptor), as std's
+    /// `try_clone`.
+    pub fn try_clone(&self) -> io::Result<UnixListener> {
+        UnixListener::from_std(self.ev.inner().try_clone()?)
+    }
+
     /// Gives the std listener back (blocking again).
     pub fn into_std(self) -> io::Result<std_unix::UnixListener> {
         self.ev.into_inner()
@@ -276,6 +282,11 @@ impl UnixDatagram {
         Ok(UnixDatagram {
             ev: Evented::new(s)?,
         })
+    }
+
+    /// Another handle to the same socket (a duplicated descriptor), as std's `try_clone`.
+    pub fn try_clone(&self) -> io::Result<UnixDatagram> {
+        UnixDatagram::from_std(self.ev.inner().try_clone()?)
     }
 
     /// Gives the std socket back (blocking again).
