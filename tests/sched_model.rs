@@ -17,6 +17,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => any::<u8>().prop_map(Op::Wait),
         1 => any::<u8>().prop_map(Op::Kill),
         2 => any::<u8>().prop_map(Op::Join),
+        2 => any::<u8>().prop_map(Op::Spawn),
     ]
 }
 
@@ -64,6 +65,16 @@ fn known_programs() {
         vec![vec![Wait(1)], vec![Join(0)], vec![Join(1), Set(2)]],
         // Kill of a woken greenlet is raised at its next blocking call.
         vec![vec![Wait(0), Set(1), Sleep(1)], vec![Set(0), Kill(0)]],
+        // Spawns in mid-program: greenlets 2 and 3 are latent; 0 spawns 3 (queued behind 1),
+        // then kills and joins 2 before anyone spawned it (both nothing); main spawns 2.
+        vec![
+            vec![Spawn(3), Kill(2), Join(2), Yield, Spawn(3)],
+            vec![Yield],
+            vec![Yield],
+            vec![Sleep(1)],
+        ],
+        // A latent greenlet nobody spawns before a deadlock never runs.
+        vec![vec![Wait(0)], vec![], vec![Set(0)]],
     ];
     for p in cases {
         let expected = simulate(&p);
@@ -71,6 +82,7 @@ fn known_programs() {
         assert_eq!(run_on_hub(&p), expected, "program {p:?}");
     }
     // The deadlock case is reported stuck, not hung.
-    let p = vec![vec![Op::Wait(1)], vec![Op::Join(0)]];
+    // (Four greenlets, so that 0 and 1 are both spawned up front; 2 and 3 are latent.)
+    let p = vec![vec![Op::Wait(1)], vec![Op::Join(0)], vec![], vec![]];
     assert!(simulate(&p).contains(&Ev::Stuck(vec![0, 1])));
 }

@@ -28,13 +28,14 @@ fn program(data: &[u8]) -> Vec<Vec<Op>> {
         if p[g].len() >= 32 {
             continue;
         }
-        let op = match kind % 6 {
+        let op = match kind % 7 {
             0 => Op::Yield,
             1 => Op::Sleep(arg),
             2 => Op::Set(arg),
             3 => Op::Wait(arg),
             4 => Op::Kill(arg),
-            _ => Op::Join(arg),
+            5 => Op::Join(arg),
+            _ => Op::Spawn(arg),
         };
         p[g].push(normalize(op, n));
     }

@@ -3,8 +3,11 @@
 //! `tests/sched_model.rs` (proptest) and `fuzz/fuzz_targets/sched_model.rs` (cargo-fuzz).
 //!
 //! A *program* is a list of greenlets, each a list of operations. The main greenlet spawns
-//! them all (in order), then joins each in order. If a join reports that it would block
-//! forever (LoopExit), main records which greenlets are stuck, kills them all and joins them.
+//! the first half of them ([`up_front`]) in order; the others are *latent*: spawned by the
+//! first `Spawn` op that names them, in mid-program, or else by main just before it joins
+//! them. Main joins every greenlet in order. If a join reports that it would block forever
+//! (LoopExit), main records which spawned greenlets are stuck, kills them, spawns and kills
+//! the latent ones still unspawned (they never run), and joins them all.
 //!
 //! The model restates the hub's documented rules, nothing more:
 //!
@@ -12,6 +15,9 @@
 //!   runs those ready when it began; then expired timers fire in (deadline, creation) order;
 //!   with nothing ready, the paused clock jumps to the next timer; with nothing ready and no
 //!   timer, main is woken with LoopExit.
+//! * `Spawn(j)` of a latent greenlet queues it (at the back) and goes on without switching;
+//!   of one spawned already, does nothing. `Kill` and `Join` of a greenlet not yet spawned
+//!   do nothing.
 //! * `sleep(0)`/`yield` goes to the back of the queue. `Event::set` wakes its waiters in the
 //!   order they began waiting; `wait` on a set event and `join` of a dead (or the current)
 //!   greenlet return at once, without switching.
@@ -41,6 +47,14 @@ pub enum Op {
     Kill(u8),
     /// `greenlets[j].join()` (j may be the greenlet itself: an error at once).
     Join(u8),
+    /// Spawns `greenlets[j]` if it is latent and not spawned yet.
+    Spawn(u8),
+}
+
+/// How many of a program's `n` greenlets main spawns before anything runs; the rest are
+/// latent (see the module docs).
+pub fn up_front(n: usize) -> usize {
+    n.div_ceil(2)
 }
 
 /// What the program observably did, in order.
@@ -70,6 +84,7 @@ pub fn normalize(op: Op, n: usize) -> Op {
         Op::Wait(e) => Op::Wait(e % EVENTS),
         Op::Kill(j) => Op::Kill(j % n),
         Op::Join(j) => Op::Join(j % n),
+        Op::Spawn(j) => Op::Spawn(j % n),
     }
 }
 
@@ -99,6 +114,8 @@ enum Why {
 
 struct Task {
     ops: Vec<Op>,
+    /// Spawned (main's, or latent and named by a `Spawn`).
+    spawned: bool,
     pc: usize,
     st: St,
     gen: u64,
@@ -126,8 +143,10 @@ pub fn simulate(program: &[Vec<Op>]) -> Vec<Ev> {
     let n = program.len();
     let mut t: Vec<Task> = program
         .iter()
-        .map(|ops| Task {
+        .enumerate()
+        .map(|(g, ops)| Task {
             ops: ops.clone(),
+            spawned: g < up_front(n),
             pc: 0,
             st: St::NotStarted,
             gen: 0,
@@ -138,6 +157,7 @@ pub fn simulate(program: &[Vec<Op>]) -> Vec<Ev> {
         .collect();
     t.push(Task {
         ops: (0..n as u8).map(Op::Join).collect(),
+        spawned: true,
         pc: 0,
         st: St::Running,
         gen: 0,
@@ -148,7 +168,7 @@ pub fn simulate(program: &[Vec<Op>]) -> Vec<Ev> {
     let mut s = Sim {
         t,
         main: n,
-        ready: (0..n).collect(),
+        ready: (0..up_front(n)).collect(),
         timers: Vec::new(),
         seq: 0,
         now: 0,
@@ -262,17 +282,31 @@ impl Sim {
 
     fn loop_exit(&mut self) {
         let stuck: Vec<usize> = (0..self.main)
-            .filter(|&j| self.t[j].st != St::Done)
+            .filter(|&j| self.t[j].spawned && self.t[j].st != St::Done)
             .collect();
         self.trace.push(Ev::Stuck(stuck.clone()));
         let m = self.main;
         for &j in &stuck {
             self.kill(m, j);
         }
-        self.cleanup = Some(stuck);
+        // The latent ones nobody spawned: spawned and killed at once, so they never run.
+        let unspawned: Vec<usize> = (0..self.main).filter(|&j| !self.t[j].spawned).collect();
+        for &j in &unspawned {
+            self.spawn(j);
+            self.kill(m, j);
+        }
+        self.cleanup = Some(stuck.into_iter().chain(unspawned).collect());
         // Main's remaining ops are replaced by joins of the stuck ones (not traced).
         let len = self.t[m].ops.len();
         self.t[m].pc = len;
+    }
+
+    /// Queues latent greenlet `j` if it is not spawned yet.
+    fn spawn(&mut self, j: usize) {
+        if !self.t[j].spawned {
+            self.t[j].spawned = true;
+            self.ready.push_back(j);
+        }
     }
 
     fn kill(&mut self, by: usize, j: usize) -> bool {
@@ -280,7 +314,7 @@ impl Sim {
             return true; // the caller dies
         }
         let task = &mut self.t[j];
-        if task.st == St::Done {
+        if task.st == St::Done || !task.spawned {
             return false;
         }
         task.kill = true;
@@ -381,9 +415,13 @@ impl Sim {
                         return;
                     }
                 }
+                Op::Spawn(j) => self.spawn(j as usize),
                 Op::Join(j) => {
                     let j = j as usize;
-                    if j == g || self.t[j].st == St::Done {
+                    if g == self.main {
+                        self.spawn(j); // main spawns a latent greenlet before joining it
+                    }
+                    if j == g || self.t[j].st == St::Done || !self.t[j].spawned {
                         continue;
                     }
                     if self.check(g) {
@@ -423,47 +461,77 @@ pub fn run_on_hub(program: &[Vec<Op>]) -> Vec<Ev> {
     .expect("the program's thread")
 }
 
-fn run_here(program: &[Vec<Op>]) -> Vec<Ev> {
-    let n = program.len();
-    let trace = Rc::new(RefCell::new(Vec::new()));
-    let events: Rc<Vec<grove::Event>> = Rc::new((0..EVENTS).map(|_| grove::Event::new()).collect());
-    let handles: Rc<RefCell<Vec<grove::Greenlet<()>>>> = Rc::default();
-    for (g, ops) in program.iter().enumerate() {
-        let ops = ops.clone();
-        let (tr, ev, hs) = (trace.clone(), events.clone(), handles.clone());
-        let mark = DropMark(g, trace.clone());
+/// What every greenlet of a program run on the real hub shares.
+struct Ctx {
+    program: Vec<Vec<Op>>,
+    trace: Rc<RefCell<Vec<Ev>>>,
+    events: Vec<grove::Event>,
+    /// Spawned greenlets' handles (`None`: latent, not spawned yet).
+    handles: RefCell<Vec<Option<Rc<grove::Greenlet<()>>>>>,
+}
+
+impl Ctx {
+    /// Spawns greenlet `g` unless it is spawned already.
+    fn spawn(self: &Rc<Ctx>, g: usize) {
+        if self.handles.borrow()[g].is_some() {
+            return;
+        }
+        let ctx = self.clone();
+        let mark = DropMark(g, self.trace.clone());
         let h = grove::spawn(move || {
             let _mark = mark;
+            let ops = ctx.program[g].clone();
             for (i, op) in ops.iter().enumerate() {
-                tr.borrow_mut().push(Ev::Op(g, i));
+                ctx.trace.borrow_mut().push(Ev::Op(g, i));
                 match *op {
                     Op::Yield => grove::yield_now(),
                     Op::Sleep(ms) => grove::sleep(Duration::from_millis(ms as u64)),
-                    Op::Set(e) => ev[e as usize].set(),
+                    Op::Set(e) => ctx.events[e as usize].set(),
                     Op::Wait(e) => {
                         // A spawned greenlet is never told LoopExit: it waits on (parked).
-                        ev[e as usize].wait().expect("woken by a set");
+                        ctx.events[e as usize].wait().expect("woken by a set");
                     }
                     Op::Kill(j) => {
-                        // Borrow the handle without holding the RefCell across the kill.
-                        let hs = hs.borrow();
-                        hs[j as usize].kill_nowait();
+                        if let Some(h) = ctx.handle(j as usize) {
+                            h.kill_nowait();
+                        }
                     }
                     Op::Join(j) => {
-                        let hs = hs.borrow();
-                        let _ = hs[j as usize].join();
+                        if let Some(h) = ctx.handle(j as usize) {
+                            let _ = h.join();
+                        }
                     }
+                    Op::Spawn(j) => ctx.spawn(j as usize),
                 }
             }
-            tr.borrow_mut().push(Ev::Done(g));
+            ctx.trace.borrow_mut().push(Ev::Done(g));
         });
-        handles.borrow_mut().push(h);
+        self.handles.borrow_mut()[g] = Some(Rc::new(h));
+    }
+
+    /// The handle of `g` if it is spawned (not holding the RefCell across its use).
+    fn handle(&self, g: usize) -> Option<Rc<grove::Greenlet<()>>> {
+        self.handles.borrow()[g].clone()
+    }
+}
+
+fn run_here(program: &[Vec<Op>]) -> Vec<Ev> {
+    let n = program.len();
+    let ctx = Rc::new(Ctx {
+        program: program.to_vec(),
+        trace: Rc::new(RefCell::new(Vec::new())),
+        events: (0..EVENTS).map(|_| grove::Event::new()).collect(),
+        handles: RefCell::new(vec![None; n]),
+    });
+    for g in 0..up_front(n) {
+        ctx.spawn(g);
     }
     let main = n;
     let exited = Cell::new(false);
     for j in 0..n {
-        trace.borrow_mut().push(Ev::Op(main, j));
-        let r = handles.borrow()[j].join();
+        ctx.trace.borrow_mut().push(Ev::Op(main, j));
+        ctx.spawn(j); // a latent greenlet nobody spawned: main does, then joins it
+        let r = ctx.handle(j).expect("spawned").join();
         if r == Err(grove::GreenletError::WouldBlockForever) {
             exited.set(true);
             break;
@@ -471,17 +539,26 @@ fn run_here(program: &[Vec<Op>]) -> Vec<Ev> {
         assert_eq!(r, Ok(()), "join of greenlet {j}");
     }
     if exited.get() {
-        let stuck: Vec<usize> = (0..n).filter(|&j| !handles.borrow()[j].is_dead()).collect();
-        trace.borrow_mut().push(Ev::Stuck(stuck.clone()));
+        let stuck: Vec<usize> = (0..n)
+            .filter(|&j| ctx.handle(j).is_some_and(|h| !h.is_dead()))
+            .collect();
+        ctx.trace.borrow_mut().push(Ev::Stuck(stuck.clone()));
         for &j in &stuck {
-            handles.borrow()[j].kill_nowait();
+            ctx.handle(j).expect("stuck").kill_nowait();
         }
-        for &j in &stuck {
-            let r = handles.borrow()[j].join();
+        let unspawned: Vec<usize> = (0..n).filter(|&j| ctx.handle(j).is_none()).collect();
+        for &j in &unspawned {
+            ctx.spawn(j);
+            ctx.handle(j).expect("just spawned").kill_nowait();
+        }
+        for &j in stuck.iter().chain(&unspawned) {
+            let r = ctx.handle(j).expect("spawned").join();
             assert_eq!(r, Ok(()), "join of killed greenlet {j}");
         }
     }
-    let out = trace.borrow().clone();
+    let out = ctx.trace.borrow().clone();
+    // The greenlets' closures hold `ctx`: the handles (and the cycle) go with it here.
+    ctx.handles.borrow_mut().clear();
     out
 }
 
