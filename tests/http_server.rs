@@ -386,6 +386,80 @@ fn a_client_still_sending_its_body_reads_the_413_instead_of_a_reset() {
     });
 }
 
+/// The body timeout bounds each read of a request body (a client that stops sending part
+/// way fails the handler's read with `TimedOut`), and the write timeout each write of a
+/// response (a client that stops reading fails the body stream's write, and the connection
+/// ends). Each wait here is bounded by the server's own timeouts.
+#[test]
+fn body_and_write_timeouts_end_a_stalled_client() {
+    each_backend(|_| {
+        let seen: Rc<Cell<Option<std::io::ErrorKind>>> = Rc::default();
+        let (s2, w2) = (seen.clone(), seen.clone());
+        let s = HttpServer::bind("127.0.0.1:0")
+            .unwrap()
+            .no_access_log()
+            .body_timeout(50 * MS)
+            .write_timeout(50 * MS)
+            .start(move |mut req: Request| {
+                if req.uri().path() == "/upload" {
+                    let mut body = Vec::new();
+                    let r = req.body_mut().read_to_end(&mut body);
+                    s2.set(r.err().map(|e| e.kind()));
+                    return Response::new("read".into());
+                }
+                let w2 = w2.clone();
+                Response::new(ResponseBody::stream(move |w| {
+                    let block = vec![7u8; 64 * 1024];
+                    for _ in 0..1024 {
+                        // 64 MiB to a client that reads none of it.
+                        if let Err(e) = w.write_all(&block) {
+                            w2.set(Some(e.kind()));
+                            return Err(e);
+                        }
+                    }
+                    Ok(())
+                }))
+            })
+            .unwrap();
+        let addr = s.local_addr().unwrap();
+        // Two of ten body bytes, then silence.
+        let mut c = TcpStream::connect(addr).unwrap();
+        c.write_all(b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nab")
+            .unwrap();
+        let t = std::time::Instant::now();
+        while seen.get().is_none() && t.elapsed() < Duration::from_secs(10) {
+            sleep(5 * MS);
+        }
+        assert_eq!(seen.get(), Some(std::io::ErrorKind::TimedOut));
+        assert!(
+            t.elapsed() >= 50 * MS,
+            "not before the timeout: {:?}",
+            t.elapsed()
+        );
+        drop(c);
+        // A download nobody reads.
+        seen.set(None);
+        let mut c = TcpStream::connect(addr).unwrap();
+        c.write_all(b"GET /download HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let t = std::time::Instant::now();
+        while seen.get().is_none() && t.elapsed() < Duration::from_secs(10) {
+            sleep(5 * MS);
+        }
+        assert_eq!(seen.get(), Some(std::io::ErrorKind::TimedOut));
+        // The connection is over: reading what is left ends (end of file or a reset), no hang.
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut sink = Vec::new();
+        let r = c.read_to_end(&mut sink);
+        assert!(
+            sink.len() < 64 << 20,
+            "the response was cut off: {} bytes, {r:?}",
+            sink.len()
+        );
+        s.shutdown(Duration::from_secs(1));
+    });
+}
+
 #[test]
 fn malformed_requests_get_their_status_then_the_connection_closes() {
     each_backend(|_| {
