@@ -460,6 +460,45 @@ fn body_and_write_timeouts_end_a_stalled_client() {
     });
 }
 
+/// `pool(n)`: at most n connections are served at once; the rest wait their turn (in the
+/// listen backlog) and are served after.
+#[test]
+fn the_connection_pool_serves_at_most_its_size_at_once() {
+    each_backend(|_| {
+        let (running, most) = (Rc::new(Cell::new(0)), Rc::new(Cell::new(0)));
+        let (r, m) = (running.clone(), most.clone());
+        let s = HttpServer::bind("127.0.0.1:0")
+            .unwrap()
+            .no_access_log()
+            .pool(2)
+            .start(move |_req: Request| {
+                r.set(r.get() + 1);
+                m.set(m.get().max(r.get()));
+                sleep(10 * MS);
+                r.set(r.get() - 1);
+                Response::new("served".into())
+            })
+            .unwrap();
+        let addr = s.local_addr().unwrap();
+        let clients: Vec<_> = (0..6)
+            .map(|_| {
+                spawn(move || {
+                    exchange(
+                        addr,
+                        b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                    )
+                })
+            })
+            .collect();
+        for c in clients {
+            let r = c.get().unwrap();
+            assert!(r.ends_with("served"), "{r}");
+        }
+        assert_eq!(most.get(), 2, "never more than the pool's size at once");
+        s.shutdown(Duration::from_secs(1));
+    });
+}
+
 #[test]
 fn malformed_requests_get_their_status_then_the_connection_closes() {
     each_backend(|_| {
