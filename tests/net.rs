@@ -651,6 +651,23 @@ fn listeners_and_datagram_sockets_clone_as_std_does() {
 }
 
 #[test]
+fn connect_errors_name_the_address_or_path() {
+    each_backend(|_| {
+        // A UDP socket bound for IPv4 cannot connect to an IPv6 address.
+        let u = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let e = u.connect("[::1]:9").unwrap_err();
+        assert!(e.to_string().contains("[::1]:9"), "{e}");
+        let d = UnixDatagram::unbound().unwrap();
+        let missing = std::env::temp_dir().join("grove-no-such-socket");
+        let e = d.connect(&missing).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+        assert!(e.to_string().contains("grove-no-such-socket"), "{e}");
+        let e = UnixStream::connect(&missing).unwrap_err();
+        assert!(e.to_string().contains("grove-no-such-socket"), "{e}");
+    });
+}
+
+#[test]
 fn names_resolve_on_the_pool_while_other_greenlets_run() {
     each_backend(|_| {
         let ticks = Rc::new(Cell::new(0));

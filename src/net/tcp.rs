@@ -54,7 +54,8 @@ pub(crate) fn tcp_socket(addr: &SocketAddr) -> io::Result<Socket> {
         Domain::for_address(*addr),
         Type::STREAM,
         Some(Protocol::TCP),
-    )?;
+    )
+    .map_err(|e| with_addr(e, "create a socket for", addr))?;
     s.set_nonblocking(true)?;
     Ok(s)
 }
@@ -347,7 +348,8 @@ impl TcpListener {
         }
         s.bind(&(*addr).into())
             .map_err(|e| with_addr(e, "bind", addr))?;
-        s.listen(BACKLOG)?;
+        s.listen(BACKLOG)
+            .map_err(|e| with_addr(e, "listen on", addr))?;
         Ok(TcpListener {
             ev: Evented::new(std::net::TcpListener::from(s))?,
         })

@@ -87,7 +87,12 @@ impl UdpSocket {
 
     /// Sets the default destination (and the only source `recv` accepts).
     pub fn connect(&self, addr: impl ToSocketAddrs) -> io::Result<()> {
-        each_addr(addr, |a| self.ev.inner().connect(a))
+        each_addr(addr, |a| {
+            self.ev
+                .inner()
+                .connect(a)
+                .map_err(|e| super::tcp::with_addr(e, "connect to", &a))
+        })
     }
 
     /// Sends to the connected address.

@@ -296,7 +296,13 @@ impl UnixDatagram {
 
     /// Sets the default destination.
     pub fn connect(&self, path: impl AsRef<Path>) -> io::Result<()> {
-        self.ev.inner().connect(path)
+        let path = path.as_ref();
+        self.ev.inner().connect(path).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("grove: connect to {}: {e}", path.display()),
+            )
+        })
     }
 
     /// Sends to the connected address.
