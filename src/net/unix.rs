@@ -11,15 +11,18 @@ use std::os::unix::net::{self as std_unix, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
 
+/// `e` with what was being done and to which path (the Unix twin of `tcp::with_addr`).
+fn with_path(e: io::Error, what: &str, path: &Path) -> io::Error {
+    io::Error::new(e.kind(), format!("grove: {what} {}: {e}", path.display()))
+}
+
 /// The error of a Unix-domain connect that ran out of time.
 fn connect_timed_out(path: &Path, timeout: Option<Duration>) -> io::Error {
-    io::Error::new(
+    let e = io::Error::new(
         io::ErrorKind::TimedOut,
-        format!(
-            "grove: connect to {} timed out after {timeout:?}",
-            path.display()
-        ),
-    )
+        format!("timed out after {timeout:?}"),
+    );
+    with_path(e, "connect to", path)
 }
 
 /// A Unix-domain stream whose reads and writes park the calling greenlet.
@@ -74,12 +77,7 @@ impl UnixStream {
 
     fn connect_inner(path: &Path, timeout: Option<Duration>) -> io::Result<UnixStream> {
         use socket2::{Domain, SockAddr, Socket, Type};
-        let context = |e: io::Error| {
-            io::Error::new(
-                e.kind(),
-                format!("grove: connect to {}: {e}", path.display()),
-            )
-        };
+        let context = |e: io::Error| with_path(e, "connect to", path);
         let addr = SockAddr::unix(path).map_err(context)?;
         // socket2 makes it close-on-exec (atomically where the platform can).
         let s = Socket::new(Domain::UNIX, Type::STREAM, None).map_err(context)?;
@@ -190,9 +188,7 @@ impl UnixListener {
     /// Binds a new socket at `path` (which must not exist).
     pub fn bind(path: impl AsRef<Path>) -> io::Result<UnixListener> {
         let path = path.as_ref();
-        let l = std_unix::UnixListener::bind(path).map_err(|e| {
-            io::Error::new(e.kind(), format!("grove: bind {}: {e}", path.display()))
-        })?;
+        let l = std_unix::UnixListener::bind(path).map_err(|e| with_path(e, "bind", path))?;
         UnixListener::from_std(l)
     }
 
@@ -260,9 +256,7 @@ impl UnixDatagram {
     /// A socket bound to `path`.
     pub fn bind(path: impl AsRef<Path>) -> io::Result<UnixDatagram> {
         let path = path.as_ref();
-        let s = std_unix::UnixDatagram::bind(path).map_err(|e| {
-            io::Error::new(e.kind(), format!("grove: bind {}: {e}", path.display()))
-        })?;
+        let s = std_unix::UnixDatagram::bind(path).map_err(|e| with_path(e, "bind", path))?;
         UnixDatagram::from_std(s)
     }
 
@@ -297,12 +291,10 @@ impl UnixDatagram {
     /// Sets the default destination.
     pub fn connect(&self, path: impl AsRef<Path>) -> io::Result<()> {
         let path = path.as_ref();
-        self.ev.inner().connect(path).map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!("grove: connect to {}: {e}", path.display()),
-            )
-        })
+        self.ev
+            .inner()
+            .connect(path)
+            .map_err(|e| with_path(e, "connect to", path))
     }
 
     /// Sends to the connected address.
