@@ -1,7 +1,8 @@
 //! Process-wide descriptor behaviour, in a test binary of its own (the counts and limits are
 //! process-wide, so these tests take turns), under every poller backend: no descriptor leaks
 //! after 100,000 connections (10,000 under the backends that are not the platform's default),
-//! and a server that runs out of descriptors backs off instead of spinning, then recovers.
+//! and a server that runs out of descriptors backs off instead of spinning, then recovers (in
+//! a child process with a low `RLIMIT_NOFILE`).
 
 use grove::net::TcpStream;
 use grove::server::StreamServer;
@@ -121,9 +122,47 @@ fn leak_check(full: bool) {
     assert!(server.stop(Duration::from_secs(1)));
 }
 
+/// Set in the child process that runs the EMFILE test under its own low descriptor limit.
+const EMFILE_CHILD: &str = "GROVE_TEST_EMFILE_CHILD";
+
 #[test]
 fn a_server_out_of_descriptors_backs_off_without_spinning_then_recovers() {
-    in_turn(emfile_backoff);
+    if std::env::var_os(EMFILE_CHILD).is_some() {
+        // The child: its RLIMIT_NOFILE is lowered for it alone (see emfile_backoff).
+        in_turn(emfile_backoff);
+        return;
+    }
+    // The parent: runs this test again, alone, in a child process, so that the lowered
+    // limit and the descriptors it runs out of are the child's, never the other tests'.
+    // Its turn keeps the leak check from counting the pipes to the child.
+    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    let exe = std::env::current_exe().unwrap();
+    // Under an emulator (CI runs the aarch64 build under qemu-user) the child goes through
+    // the same runner.
+    let mut cmd = match std::env::var_os("GROVE_TEST_RUNNER") {
+        Some(runner) => {
+            let mut c = std::process::Command::new(runner);
+            c.arg(exe);
+            c
+        }
+        None => std::process::Command::new(exe),
+    };
+    let name = "a_server_out_of_descriptors_backs_off_without_spinning_then_recovers";
+    let out = cmd
+        .args(["--exact", name, "--test-threads=1"])
+        .env(EMFILE_CHILD, "1")
+        .output()
+        .expect("re-executing the test binary");
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && report.contains("1 passed"),
+        "the child process running the test failed ({}):\n{report}",
+        out.status
+    );
 }
 
 fn emfile_backoff(_: bool) {
@@ -146,7 +185,8 @@ fn emfile_backoff(_: bool) {
     assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
     let saved = lim;
     lim.rlim_cur = (open_fds() + 24) as libc::rlim_t;
-    // SAFETY: lowering our own soft limit; restored below.
+    // SAFETY: lowering the soft limit of this process, a child of the test's own (see the
+    // test); restored below for the recovery.
     assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) }, 0);
 
     // A plain thread opens connections until the process runs out of descriptors; the
