@@ -479,7 +479,11 @@ fn a_panic_is_reported_once_through_the_replaceable_hook() {
         );
         assert_eq!(fine.get(), Ok(1), "other greenlets are unaffected");
         grove::reset_panic_hook();
-    });
+    })
+    // Joined before the next part sets its own hook (the hook is process-wide), and so that
+    // this part's assertions count.
+    .join()
+    .unwrap();
     std::thread::Builder::new()
         .name("hook-test".into())
         .spawn(|| {
