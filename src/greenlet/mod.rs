@@ -1004,7 +1004,14 @@ impl Drop for Greenlet {
         let n = hd.handles.get() - 1;
         hd.handles.set(n);
         if n == 0 {
-            self.last_handle_dropped();
+            if hd.life.get() == Life::Finished {
+                // The common end (a greenlet that ran to completion, then its handle goes):
+                // nothing to decide. (Main greenlets never finish.)
+                // SAFETY: finished, and that was its last handle.
+                unsafe { release(self.h) };
+            } else {
+                self.last_handle_dropped();
+            }
         }
     }
 }
