@@ -369,26 +369,39 @@ impl HeadScanner {
     }
 }
 
-/// The index of the first CR or LF in `s`, eight bytes at a time (the classic "has a zero
-/// byte" test on `word ^ pattern`), then byte by byte for the tail.
+/// The index of the first CR or LF in `s`, eight bytes at a time: the classic "has a zero
+/// byte" test on `word ^ pattern` marks the bytes equal to CR or LF, and the lowest mark is
+/// exact (a false mark can only sit above a true one, whose borrow caused it), so its position
+/// is the answer without a byte loop. The last, partial word is read as the final eight bytes
+/// of `s`, overlapping bytes already known to hold neither.
 fn find_cr_or_lf(s: &[u8]) -> Option<usize> {
     const LO: u64 = 0x0101_0101_0101_0101;
     const HI: u64 = 0x8080_8080_8080_8080;
     const CR: u64 = LO * b'\r' as u64;
     const LF: u64 = LO * b'\n' as u64;
-    let has_zero = |v: u64| v.wrapping_sub(LO) & !v & HI != 0;
-    let mut i = 0;
-    while i + 8 <= s.len() {
-        let w = u64::from_le_bytes(s[i..i + 8].try_into().expect("eight bytes"));
-        if has_zero(w ^ CR) || has_zero(w ^ LF) {
-            break; // one of these eight: find which below
-        }
-        i += 8;
+    let marks = |w: &[u8]| {
+        let w = u64::from_le_bytes(w.try_into().expect("eight bytes"));
+        let (a, b) = (w ^ CR, w ^ LF);
+        (a.wrapping_sub(LO) & !a | b.wrapping_sub(LO) & !b) & HI
+    };
+    let first = |at: usize, m: u64| at + (m.trailing_zeros() / 8) as usize;
+    if s.len() < 8 {
+        return s.iter().position(|&b| b == b'\r' || b == b'\n');
     }
-    s[i..]
-        .iter()
-        .position(|&b| b == b'\r' || b == b'\n')
-        .map(|p| i + p)
+    let mut at = 0;
+    while at + 8 <= s.len() {
+        let m = marks(&s[at..at + 8]);
+        if m != 0 {
+            return Some(first(at, m));
+        }
+        at += 8;
+    }
+    if at == s.len() {
+        return None;
+    }
+    let tail = s.len() - 8;
+    let m = marks(&s[tail..]);
+    (m != 0).then(|| first(tail, m))
 }
 
 /// The request line's shape: `method SP target SP HTTP/d.d`, single spaces, a token method,
@@ -491,7 +504,12 @@ fn parse_target(method: &Method, raw: &str) -> Result<Uri, HttpError> {
         // No form has a fragment; `Uri` would drop it silently.
         return Err(HttpError::BadTarget);
     }
-    let uri: Uri = raw.parse().map_err(|_| HttpError::BadTarget)?;
+    let uri: Uri = if raw == "/" {
+        // The most common target of all: parsing it would copy it into a new allocation.
+        Uri::from_static("/")
+    } else {
+        raw.parse().map_err(|_| HttpError::BadTarget)?
+    };
     let ok = if raw.starts_with('/') {
         // origin-form
         *method != Method::CONNECT && uri.scheme().is_none() && uri.authority().is_none()
@@ -722,6 +740,30 @@ mod tests {
                 None,
                 "high bytes are not CR"
             );
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_word_search_agrees_with_a_byte_search(
+            v in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::num::u8::ANY,
+                    proptest::strategy::Just(b'\r'),
+                    proptest::strategy::Just(b'\n'),
+                    proptest::strategy::Just(b'\r' + 0x80),
+                    proptest::strategy::Just(0u8),
+                ],
+                0..40,
+            ),
+            junk in 0usize..64,
+        ) {
+            // Mostly plain bytes, a few CR/LF/near-misses where the proptest put them.
+            let v: Vec<u8> = v.iter().enumerate()
+                .map(|(i, &b)| if (i * 7 + junk) % 5 == 0 { b } else { b'a' + (b % 26) })
+                .collect();
+            let naive = v.iter().position(|&b| b == b'\r' || b == b'\n');
+            proptest::prop_assert_eq!(find_cr_or_lf(&v), naive, "{:?}", v);
         }
     }
 
