@@ -234,16 +234,12 @@ where
     pool().submit(job).map_err(|e| BlockingError::Panicked {
         message: e.to_string(),
     })?;
-    let done = match timeout {
-        None => result.wait().is_ok(),
-        Some(t) => result.wait_timeout(t),
+    let waited = match timeout {
+        None => result.wait(),
+        Some(t) if result.wait_timeout(t) => Ok(()),
+        Some(_) => Err(WaitError::TimedOut),
     };
-    if !done {
-        let why = if timeout.is_some() {
-            WaitError::TimedOut
-        } else {
-            WaitError::Interrupted
-        };
+    if let Err(why) = waited {
         return Err(BlockingError::Wait(why));
     }
     match result.take() {

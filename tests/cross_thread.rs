@@ -119,3 +119,42 @@ fn hub_handles_from_many_threads_run_every_callback_once() {
         .unwrap();
     assert_eq!(n, 4 * per);
 }
+
+#[test]
+fn a_result_set_and_let_go_of_by_another_thread_is_still_seen_set() {
+    // The other thread sets each result and drops its handle at once. A waiter that looks just
+    // between the two finds itself the last holder of an unset-looking result: it must still
+    // see the value, never "would block forever" (seen under qemu as a thread-pool job whose
+    // wait came back interrupted).
+    let rounds = count(50_000);
+    let (tx, rx) = std::sync::mpsc::channel::<AsyncResult<u64>>();
+    let setter = std::thread::spawn(move || {
+        // Polled, not blocked on, and after a varying short spin: the set lands at every
+        // moment of the waiter's first look (on a machine with a second core).
+        let mut i = 0u64;
+        loop {
+            match rx.try_recv() {
+                Ok(r) => {
+                    for _ in 0..(i * 7919) % 97 {
+                        std::hint::spin_loop();
+                    }
+                    r.set(i).unwrap();
+                    drop(r);
+                    i += 1;
+                }
+                Err(std::sync::mpsc::TryRecvError::Empty) => std::hint::spin_loop(),
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => break,
+            }
+        }
+    });
+    for i in 0..rounds {
+        let r = AsyncResult::new();
+        tx.send(r.clone()).unwrap();
+        match r.get() {
+            Ok(v) => assert_eq!(v, i),
+            Err(e) => panic!("round {i}: {e}"),
+        }
+    }
+    drop(tx);
+    setter.join().unwrap();
+}

@@ -18,25 +18,31 @@ fn a_job_runs_on_a_pool_thread_while_greenlets_keep_running() {
     let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
     let ticks = Rc::new(Cell::new(0));
     let t = ticks.clone();
+    let (tx, rx) = std::sync::mpsc::channel::<u32>();
     let ticker = spawn(move || {
         for _ in 0..5 {
             t.set(t.get() + 1);
             sleep(Duration::from_millis(2));
         }
+        tx.send(t.get()).unwrap();
     });
     let here = std::thread::current().id();
-    let (v, there) = threadpool::run(move || {
-        std::thread::sleep(Duration::from_millis(30)); // blocks the pool thread, not the hub
-        (42, std::thread::current().id())
+    let (v, there, seen) = threadpool::run(move || {
+        // Blocks the pool thread until the ticker has run to its end on the hub, which it
+        // can only do if the hub keeps running greenlets during this call. (No timing: on a
+        // slow machine this just takes longer.)
+        let seen = rx.recv_timeout(Duration::from_secs(30)).ok();
+        (42, std::thread::current().id(), seen)
     })
     .unwrap();
     assert_eq!(v, 42);
     assert_ne!(here, there);
     assert_eq!(
-        ticks.get(),
-        5,
+        seen,
+        Some(5),
         "the hub ran the ticker during the blocking call"
     );
+    assert_eq!(ticks.get(), 5);
     ticker.join().unwrap();
 }
 
@@ -92,6 +98,13 @@ fn threads_are_reused_and_the_size_bounds_concurrency() {
                 threadpool::run(move || {
                     let n = now.fetch_add(1, Ordering::SeqCst) + 1;
                     most.fetch_max(n, Ordering::SeqCst);
+                    // Until two have run at once (bounded): on a slow machine the second
+                    // thread may start late, and the first must not finish everything alone.
+                    let t0 = std::time::Instant::now();
+                    while most.load(Ordering::SeqCst) < 2 && t0.elapsed() < Duration::from_secs(10)
+                    {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
                     std::thread::sleep(Duration::from_millis(10));
                     now.fetch_sub(1, Ordering::SeqCst);
                 })

@@ -198,8 +198,15 @@ impl<T> AsyncResult<T> {
             return Ok(());
         }
         if Arc::strong_count(&self.inner) == 1 && timeout.is_none() {
-            // Nobody else holds it, so nobody can ever set it.
-            return Err(WaitError::WouldBlockForever);
+            // Nobody else holds it, so nobody can set it from now on. But the last other
+            // holder may have set it and let go just after the look above: look again. (The
+            // fence pairs with the release of that holder's drop, so its set is visible.)
+            std::sync::atomic::fence(std::sync::atomic::Ordering::Acquire);
+            return if self.ready() {
+                Ok(())
+            } else {
+                Err(WaitError::WouldBlockForever)
+            };
         }
         let (why, _guards) = hub::park(Waiting::On(WaitOn::AsyncResult), |w| {
             let (remote, guard) = RemoteWaker::register(Target::Park(w.clone()));
