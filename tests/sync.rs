@@ -139,15 +139,19 @@ fn async_result_set_from_another_thread_wakes_the_waiting_greenlet() {
         let r = AsyncResult::new();
         let ticks = Rc::new(Cell::new(0));
         let t = ticks.clone();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
         let ticker = spawn(move || {
             for _ in 0..5 {
                 sleep(MS);
                 t.set(t.get() + 1);
             }
+            done_tx.send(()).unwrap();
         });
         let setter = r.clone();
         let th = std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(20));
+            // Sets it only once the ticker has run to its end on the hub, which it can only do
+            // while the hub's main greenlet waits cooperatively (no timing involved).
+            done_rx.recv_timeout(Duration::from_secs(30)).unwrap();
             setter.set(String::from("from a thread")).unwrap();
         });
         let got = grove::timeout(Duration::from_secs(10), || r.get()).expect("woken in time");
@@ -706,14 +710,17 @@ fn an_mpsc_receiver_waits_cooperatively_for_senders_on_other_threads() {
         let (tx, rx) = mpsc::channel();
         let ticks = Rc::new(Cell::new(0));
         let t = ticks.clone();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
         let ticker = spawn(move || {
             for _ in 0..3 {
                 sleep(MS);
                 t.set(t.get() + 1);
             }
+            done_tx.send(()).unwrap();
         });
         let th = std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(15));
+            // Sends only once the ticker has run to its end on the hub (see above).
+            done_rx.recv_timeout(Duration::from_secs(30)).unwrap();
             for i in 0..100 {
                 tx.send(i).unwrap();
             }
