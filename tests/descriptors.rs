@@ -4,6 +4,8 @@
 //! and a server that runs out of descriptors backs off instead of spinning, then recovers (in
 //! a child process with a low `RLIMIT_NOFILE`).
 
+mod common;
+
 use grove::net::TcpStream;
 use grove::server::StreamServer;
 use grove::sleep;
@@ -136,19 +138,8 @@ fn a_server_out_of_descriptors_backs_off_without_spinning_then_recovers() {
     // limit and the descriptors it runs out of are the child's, never the other tests'.
     // Its turn keeps the leak check from counting the pipes to the child.
     let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
-    let exe = std::env::current_exe().unwrap();
-    // Under an emulator (CI runs the aarch64 build under qemu-user) the child goes through
-    // the same runner.
-    let mut cmd = match std::env::var_os("GROVE_TEST_RUNNER") {
-        Some(runner) => {
-            let mut c = std::process::Command::new(runner);
-            c.arg(exe);
-            c
-        }
-        None => std::process::Command::new(exe),
-    };
     let name = "a_server_out_of_descriptors_backs_off_without_spinning_then_recovers";
-    let out = cmd
+    let out = common::this_test_binary()
         .args(["--exact", name, "--test-threads=1"])
         .env(EMFILE_CHILD, "1")
         .output()

@@ -290,16 +290,7 @@ fn writes_to_a_closed_peer_raise_no_sigpipe_even_where_it_is_not_ignored() {
         }
         std::process::exit(0);
     }
-    let exe = std::env::current_exe().unwrap();
-    let mut cmd = match std::env::var_os("GROVE_TEST_RUNNER") {
-        Some(runner) => {
-            let mut c = std::process::Command::new(runner);
-            c.arg(exe);
-            c
-        }
-        None => std::process::Command::new(exe),
-    };
-    let out = cmd
+    let out = common::this_test_binary()
         .args([NAME, "--exact", "--test-threads=1"])
         .env(CHILD, "1")
         .output()

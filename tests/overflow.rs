@@ -4,9 +4,10 @@
 //!
 //! A custom harness (`harness = false`): it prints `N passed, N failed` like any test runner.
 
+mod common;
+
 use grove::greenlet::{Greenlet, Value};
 use std::os::unix::process::ExitStatusExt;
-use std::process::Command;
 
 #[inline(never)]
 #[allow(unconditional_recursion)]
@@ -47,18 +48,7 @@ fn child(case: &str) {
 }
 
 fn run(case: &str) -> (Option<i32>, String) {
-    let exe = std::env::current_exe().unwrap();
-    // Under an emulator (CI runs the aarch64 build under qemu-user, which cannot exec a
-    // foreign binary by itself) the child goes through the same runner.
-    let mut cmd = match std::env::var_os("GROVE_TEST_RUNNER") {
-        Some(runner) => {
-            let mut c = Command::new(runner);
-            c.arg(exe);
-            c
-        }
-        None => Command::new(exe),
-    };
-    let out = cmd
+    let out = common::this_test_binary()
         .env("GROVE_OVERFLOW_CASE", case)
         .output()
         .expect("re-executing the test binary");

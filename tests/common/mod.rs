@@ -64,3 +64,19 @@ pub fn children() -> Vec<(u32, char)> {
     }
     v
 }
+
+/// A command that runs this test binary again (for a test that needs a process of its own),
+/// through the emulator when the tests run under one: CI runs the aarch64 build under
+/// qemu-user, which cannot exec a foreign binary by itself, and names it in
+/// `GROVE_TEST_RUNNER`.
+pub fn this_test_binary() -> std::process::Command {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    match std::env::var_os("GROVE_TEST_RUNNER") {
+        Some(runner) => {
+            let mut c = std::process::Command::new(runner);
+            c.arg(exe);
+            c
+        }
+        None => std::process::Command::new(exe),
+    }
+}
