@@ -1017,7 +1017,8 @@ impl Drop for Greenlet {
 }
 
 impl Greenlet {
-    /// `drop` of the last handle: kill a suspended greenlet, release a finished one. Out of
+    /// `drop` of the last handle of a greenlet that has not finished (`drop` releases a
+    /// finished one itself): kill a suspended one, release one that never started. Out of
     /// line, so that dropping any other handle is a decrement and a test.
     #[inline(never)]
     fn last_handle_dropped(&mut self) {
@@ -1066,8 +1067,7 @@ impl Greenlet {
                 // SAFETY: not started, closure dropped, no handles.
                 unsafe { release(self.h) };
             }
-            // SAFETY: finished, no handles.
-            State::Finished => unsafe { release(self.h) },
+            State::Finished => unreachable!("drop releases a finished greenlet itself"),
         }
     }
 }
