@@ -236,8 +236,13 @@ where
     })?;
     let waited = match timeout {
         None => result.wait(),
-        Some(t) if result.wait_timeout(t) => Ok(()),
-        Some(_) => Err(WaitError::TimedOut),
+        Some(t) => {
+            if result.wait_timeout(t) {
+                Ok(())
+            } else {
+                Err(WaitError::TimedOut)
+            }
+        }
     };
     if let Err(why) = waited {
         return Err(BlockingError::Wait(why));
