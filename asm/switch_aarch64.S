@@ -7,7 +7,7 @@
 //
 // ---- The Rust-side prototypes (src/arch/mod.rs): identical ----------------------------------------
 //
-//     #[repr(C)] pub struct Context { sp: *mut u8, link: *mut *mut u8 }
+//     #[repr(C)] pub struct Context { sp: *mut u8, slot: *mut *const Context }
 //     extern "C" fn grove_switch(arg: usize, from: *mut Context, to: *const Context) -> usize;
 //     extern "C" fn grove_switch_return(arg: usize, from: *mut Context, to: *const Context) -> usize;
 //     extern "C" fn grove_trampoline() -> !;
@@ -53,9 +53,8 @@
 .equ FRAME_X19,   16
 .equ FRAME_SIZE,  32
 .equ CTX_SP,      0
-.equ CTX_LINK,    8
 // A fresh context's link area, the 16 bytes at tramp_sp (see grove_trampoline):
-.equ LINK_SLOT,   0         // the link slot: where Context.link points
+.equ LINK_SLOT,   0         // the unwind slot: the address of the Context to walk into
 .equ LINK_ENTRY,  8         // the entry function
 //
 // ---- Register state on entry and exit of grove_switch: as on x86_64, with ----------------------
@@ -93,9 +92,9 @@
 
 // -------------------------------------------------------------------------------------------------
 // The body both switches share (steps 1 to 4), as in the x86_64 file; its arguments label its
-// twelve instructions (a..l).
+// ten instructions (a..j).
 // -------------------------------------------------------------------------------------------------
-.macro SAVE_SWAP_RESTORE a, b, c, d, e, f, g, h, i, j, k, l
+.macro SAVE_SWAP_RESTORE a, b, c, d, e, f, g, h, i, j
     // ---- 1. Save `from`: one 32-byte frame (no push on aarch64). ----------------------------------
 \a: sub sp, sp, #FRAME_SIZE        // room for the frame
     .cfi_def_cfa_offset FRAME_SIZE
@@ -107,18 +106,16 @@
 
     // ---- 2. Publish where `from` stopped (sp cannot be stored directly: go through x9). --------
 \d: mov x9, sp                     // sp, into a register that can be stored
-\e: str x9, [x1, #CTX_SP]           // from.sp = sp
-\f: ldr x10, [x2, #CTX_LINK]        // x10 = to.link
-\g: str x9, [x10]                   // *to.link = sp, for unwinders
+\e: str x9, [x1, #CTX_SP]           // from.sp = sp (also what unwinders read, via slots)
 
     // ---- 3. Become `to`. -------------------------------------------------------------------------
-\h: ldr x9, [x2, #CTX_SP]           // x9 = to.sp
-\i: mov sp, x9                      // sp = to.sp: we are `to` now
+\f: ldr x9, [x2, #CTX_SP]           // x9 = to.sp
+\g: mov sp, x9                      // sp = to.sp: we are `to` now
 
     // ---- 4. Restore `to`'s registers. ----------------------------------------------------------
-\j: ldp x29, x30, [sp, #FRAME_X29]  // to's frame pointer and continuation
-\k: ldr x19, [sp, #FRAME_X19]       // to's x19
-\l: add sp, sp, #FRAME_SIZE         // pop the frame
+\h: ldp x29, x30, [sp, #FRAME_X29]  // to's frame pointer and continuation
+\i: ldr x19, [sp, #FRAME_X19]       // to's x19
+\j: add sp, sp, #FRAME_SIZE         // pop the frame
     .cfi_def_cfa_offset 0
     .cfi_restore x29
     .cfi_restore x30
@@ -132,7 +129,7 @@
 FUNC_BEGIN(grove_switch)
     .cfi_startproc
 LOCAL(sw_0)   hint #34                        // bti c: landing pad for indirect calls
-LOCAL(sw_1)   SAVE_SWAP_RESTORE LREF(sw_1a), LREF(sw_1b), LREF(sw_1c), LREF(sw_1d), LREF(sw_1e), LREF(sw_1f), LREF(sw_1g), LREF(sw_1h), LREF(sw_1i), LREF(sw_1j), LREF(sw_1k), LREF(sw_1l)
+LOCAL(sw_1)   SAVE_SWAP_RESTORE LREF(sw_1a), LREF(sw_1b), LREF(sw_1c), LREF(sw_1d), LREF(sw_1e), LREF(sw_1f), LREF(sw_1g), LREF(sw_1h), LREF(sw_1i), LREF(sw_1j)
     // ---- 5. Continue `to`; x0 still holds `arg`, its result. -----------------------------------
 LOCAL(sw_2)   mov x16, x30                    // x16 (IP0): the register made for such branches
 LOCAL(sw_3)   br x16                          // not `ret`: see "How it leaves"
@@ -146,7 +143,7 @@ FUNC_END(grove_switch)
 FUNC_BEGIN(grove_switch_return)
     .cfi_startproc
 LOCAL(sr_0)   hint #34                        // bti c
-LOCAL(sr_1)   SAVE_SWAP_RESTORE LREF(sr_1a), LREF(sr_1b), LREF(sr_1c), LREF(sr_1d), LREF(sr_1e), LREF(sr_1f), LREF(sr_1g), LREF(sr_1h), LREF(sr_1i), LREF(sr_1j), LREF(sr_1k), LREF(sr_1l)
+LOCAL(sr_1)   SAVE_SWAP_RESTORE LREF(sr_1a), LREF(sr_1b), LREF(sr_1c), LREF(sr_1d), LREF(sr_1e), LREF(sr_1f), LREF(sr_1g), LREF(sr_1h), LREF(sr_1i), LREF(sr_1j)
 LOCAL(sr_2)   ret                             // x30 = to's continuation; predicted
     .cfi_endproc
 FUNC_END(grove_switch_return)
@@ -154,9 +151,10 @@ FUNC_END(grove_switch_return)
 // -------------------------------------------------------------------------------------------------
 // grove_trampoline: where a fresh context starts
 // -------------------------------------------------------------------------------------------------
-// The fresh stack (src/arch/mod.rs): the link area at tramp_sp (16-byte aligned; the link slot,
-// then the entry function), below it a 32-byte frame with x29 = 0, x30 = grove_trampoline,
-// x19 = data. On entry sp = tramp_sp and x0 = arg. CFA = [sp] + 32; registers at the CFA
+// The fresh stack (src/arch/mod.rs): the link area at tramp_sp (16-byte aligned; the unwind
+// slot, then the entry function), below it a 32-byte frame with x29 = 0, x30 = grove_trampoline,
+// x19 = data. On entry sp = tramp_sp and x0 = arg. CFA = [[sp]] + 32 (the slot holds the address
+// of the Context to walk into, whose `sp` comes first: see the x86_64 file); registers at the CFA
 // offsets the slot table gives them. As on x86_64, the entry is not called with `blr`, which
 // would push the return-address stack with an entry no `ret` consumes (see the x86_64 file):
 // `adr x30` sets the return address and `br` branches. Nothing moves sp, so the CFI stays the
@@ -164,8 +162,9 @@ FUNC_END(grove_switch_return)
 FUNC_BEGIN(grove_trampoline)
     .cfi_startproc
     .cfi_signal_frame
-    // DW_CFA_def_cfa_expression, 5 bytes: DW_OP_breg31 (sp) 0; DW_OP_deref; DW_OP_plus_uconst 32
-    .cfi_escape 0x0f, 0x05, 0x8f, 0x00, 0x06, 0x23, 0x20
+    // DW_CFA_def_cfa_expression, 6 bytes: DW_OP_breg31 (sp) 0; DW_OP_deref; DW_OP_deref;
+    // DW_OP_plus_uconst 32
+    .cfi_escape 0x0f, 0x06, 0x8f, 0x00, 0x06, 0x06, 0x23, 0x20
     .cfi_offset x29, -32
     .cfi_offset x30, -24
     .cfi_offset x19, -16

@@ -3,18 +3,18 @@
 // =================================================================================================
 //
 // This file is the whole of grove's machine-level magic on x86_64: two routines and a
-// trampoline, 30-odd instructions. Everything else (greenlets, the hub, sockets) is ordinary
+// trampoline, under 30 instructions. Everything else (greenlets, the hub, sockets) is ordinary
 // Rust calling them. docs/switch.md draws the stacks and argues correctness at length; this file
 // narrates each step.
 //
 // ---- The Rust-side prototypes (src/arch/mod.rs) --------------------------------------------------
 //
-//     #[repr(C)] pub struct Context { sp: *mut u8, link: *mut *mut u8 }
+//     #[repr(C)] pub struct Context { sp: *mut u8, slot: *mut *const Context }
 //
 //     extern "C" {
 //         /// Saves the caller's rbx and rbp on its own stack, stores that stack pointer in
-//         /// `from.sp` (and in `*to.link`), loads `to.sp`, restores the rbx and rbp found there
-//         /// and continues wherever `to` stopped. Returns (in `to`'s world) `arg`.
+//         /// `from.sp`, loads `to.sp`, restores the rbx and rbp found there and continues
+//         /// wherever `to` stopped, with `arg` in rdi (its "return value", see the exit state).
 //         fn grove_switch(arg: usize, from: *mut Context, to: *const Context) -> usize;
 //
 //         /// The same switch, entered by a jump shim and leaving by `ret`: for switching back to
@@ -85,23 +85,24 @@
 .equ FRAME_RBP,   8
 .equ FRAME_RIP,   16
 .equ FRAME_SIZE,  24
-// struct Context:
+// struct Context (the switch reads and writes only `sp`; `slot` is Rust's, see below):
 .equ CTX_SP,      0
-.equ CTX_LINK,    8
 // A fresh context's link area, the 16 bytes at tramp_sp (see grove_trampoline):
-.equ LINK_SLOT,   0         // the link slot: where Context.link points
+.equ LINK_SLOT,   0         // the unwind slot: the address of the Context unwinders continue
+                            // into (read by the trampoline's CFI; written only by Rust)
 .equ LINK_ENTRY,  8         // the entry function
 //
 // ---- Register state on entry and on exit of grove_switch -----------------------------------------
 //
 //     entry (running `from`)                      exit (running `to`)
-//     rdi = arg                                   rdi = arg (untouched)
-//     rsi = from: *mut Context                    rax = arg: the value grove_switch "returns"
-//     rdx = to: *const Context                    rbx, rbp = to's values, as it saved them
-//     rsp = from's stack, [rsp] = return address  rsp = to's rsp just after its own call returned
-//     rbx, rbp = from's values                    rip = to's return address (or the trampoline)
-//     r12-r15 = anything (clobbered)              rcx = that address (grove_switch only)
-//                                                 rsi, rdx, r12-r15 unchanged
+//     rdi = arg                                   rdi = arg (untouched): the value the switch
+//                                                       "returns" (the call site reads it from
+//                                                       rdi, not rax: one move fewer)
+//     rsi = from: *mut Context                    rbx, rbp = to's values, as it saved them
+//     rdx = to: *const Context                    rsp = to's rsp just after its own call returned
+//     rsp = from's stack, [rsp] = return address  rip = to's return address (or the trampoline)
+//     rbx, rbp = from's values                    rcx = that address (grove_switch only)
+//     r12-r15 = anything (clobbered)              rsi, rdx, r12-r15 unchanged
 //
 // ---- Two exits, to keep the return-address predictor balanced --------------------------------------
 //
@@ -144,10 +145,10 @@
 
 // -------------------------------------------------------------------------------------------------
 // The body both switches share: steps 1 to 4. A macro, so each routine below reads top to bottom.
-// Its arguments are the labels of its eight instructions (a..h), named by each routine that
+// Its arguments are the labels of its six instructions (a..f), named by each routine that
 // uses it (sw_1a.., sr_1a..), so that every instruction has a label, in the macro too.
 // -------------------------------------------------------------------------------------------------
-.macro SAVE_SWAP_RESTORE a, b, c, d, e, f, g, h
+.macro SAVE_SWAP_RESTORE a, b, c, d, e, f
     // CFI: on entry the Canonical Frame Address is rsp+8 and the return address sits at CFA-8;
     // that is the default rule, so nothing is said until the first push.
 
@@ -165,20 +166,18 @@
     // well-formed frame whichever stack rsp points into.
 
     // ---- 2. Publish where `from` stopped. ---------------------------------------------------------
-\c:  mov [rsi + CTX_SP], rsp                   // from.sp = rsp: `from` is now resumable
-\d:  mov rcx, [rdx + CTX_LINK]                 // rcx = to.link, a slot at the top of to's stack
-\e:  mov [rcx], rsp                            // *to.link = rsp: lets unwinders (backtraces, gdb)
-                                              // walk out of `to` into us, its resumer (see the
-                                              // trampoline's CFI below)
+\c:  mov [rsi + CTX_SP], rsp                   // from.sp = rsp: `from` is now resumable, and an
+                                              // unwinder walking out of a context whose unwind
+                                              // slot names `from` finds its frames here
 
     // ---- 3. Become `to`: one instruction swaps the whole world. --------------------------------
-\f:  mov rsp, [rdx + CTX_SP]                   // rsp = to.sp, pointing at to's slot table
+\d:  mov rsp, [rdx + CTX_SP]                   // rsp = to.sp, pointing at to's slot table
 
     // ---- 4. Restore `to`'s rbx and rbp, in the reverse order of step 1. -----------------------
-\g:  pop rbx                                   // to's rbx
+\e:  pop rbx                                   // to's rbx
     .cfi_adjust_cfa_offset -8
     .cfi_restore rbx
-\h:  pop rbp                                   // to's rbp
+\f:  pop rbp                                   // to's rbp
     .cfi_adjust_cfa_offset -8
     .cfi_restore rbp
     // rsp now points at to's FRAME_RIP slot: where `to` continues.
@@ -195,14 +194,14 @@
 FUNC_BEGIN(grove_switch)
     .cfi_startproc
 LOCAL(sw_0)   endbr64                         // landing pad for indirect calls (CET IBT)
-LOCAL(sw_1)   SAVE_SWAP_RESTORE LREF(sw_1a), LREF(sw_1b), LREF(sw_1c), LREF(sw_1d), LREF(sw_1e), LREF(sw_1f), LREF(sw_1g), LREF(sw_1h)
-                                              // steps 1-4: 2 pushes, 3 stores, 1 load, 2 pops
+LOCAL(sw_1)   SAVE_SWAP_RESTORE LREF(sw_1a), LREF(sw_1b), LREF(sw_1c), LREF(sw_1d), LREF(sw_1e), LREF(sw_1f)
+                                              // steps 1-4: 2 pushes, 1 store, 1 load, 2 pops
     // ---- 5. Continue `to` where it stopped, handing it `arg` as its switch's result. ---------
 LOCAL(sw_2)   pop rcx                         // rcx = to's return address; rsp is now exactly
     .cfi_adjust_cfa_offset -8                 // what it was in `to` before it switched away
     .cfi_register rip, rcx
-LOCAL(sw_3)   mov rax, rdi                    // the return value
-LOCAL(sw_4)   jmp rcx                         // not `ret`: the RSB's top is *our* caller
+LOCAL(sw_3)   jmp rcx                         // not `ret`: the RSB's top is *our* caller. `arg`
+                                              // is in rdi, where to's call site reads it
     .cfi_endproc
 FUNC_END(grove_switch)
 
@@ -222,9 +221,9 @@ FUNC_END(grove_switch)
 FUNC_BEGIN(grove_switch_return)
     .cfi_startproc
 LOCAL(sr_0)   endbr64
-LOCAL(sr_1)   SAVE_SWAP_RESTORE LREF(sr_1a), LREF(sr_1b), LREF(sr_1c), LREF(sr_1d), LREF(sr_1e), LREF(sr_1f), LREF(sr_1g), LREF(sr_1h)
-LOCAL(sr_2)   mov rax, rdi                    // the return value
-LOCAL(sr_3)   ret                             // pops to's FRAME_RIP: the RSB predicted it
+LOCAL(sr_1)   SAVE_SWAP_RESTORE LREF(sr_1a), LREF(sr_1b), LREF(sr_1c), LREF(sr_1d), LREF(sr_1e), LREF(sr_1f)
+LOCAL(sr_2)   ret                             // pops to's FRAME_RIP: the RSB predicted it; `arg`
+                                              // is in rdi
     .cfi_endproc
 FUNC_END(grove_switch_return)
 
@@ -236,7 +235,8 @@ FUNC_END(grove_switch_return)
 //
 //     tramp_sp + 16 ... (the greenlet's header, Rust's business)
 //     tramp_sp + 8  LINK_ENTRY: the entry function
-//     tramp_sp      LINK_SLOT: grove_switch stores the resumer's sp here on every switch in
+//     tramp_sp      LINK_SLOT: the unwind slot, the address of the Context to walk into (Rust
+//                   sets it: a greenlet's parent, a coroutine's resumer; never the switch)
 //     tramp_sp - 8  FRAME_RIP = grove_trampoline            <- the first switch "returns" here
 //     tramp_sp - 16 FRAME_RBP = 0
 //     tramp_sp - 24 FRAME_RBX = the entry's data pointer    <- Context.sp
@@ -256,18 +256,25 @@ FUNC_END(grove_switch_return)
 // rsp = tramp_sp - 8 and the return address, the `ud2` below, at [rsp].
 //
 // The CFI of this frame is what makes backtraces cross stacks. The Canonical Frame Address is
-// computed, not fixed: CFA = [tramp_sp] + FRAME_SIZE, i.e. the resumer's stack pointer as it will
-// be once its grove_switch returns. Relative to that CFA the resumer's rbx, rbp and return
-// address sit where its pushes put them, so an unwinder (libgcc's, std::backtrace's, gdb's)
-// steps from here straight into the code that switched into us. (The resumer's r12-r15 are not
+// computed, not fixed: the unwind slot holds the address of a Context P (its `sp` at offset 0),
+// and CFA = [[tramp_sp]] + FRAME_SIZE, i.e. P's saved stack pointer as it will be once P's
+// switch returns. Relative to that CFA P's rbx, rbp and return address sit where its pushes put
+// them, so an unwinder (libgcc's, std::backtrace's, gdb's) steps from here straight into P's
+// suspended code. P is never running while we are (one context runs at a time), so P.sp is
+// always the sp of P's latest suspension: the switch keeps it fresh with the store it makes
+// anyway (step 2), and nothing else is written. Rust names P so that the chain of slots never
+// loops: a greenlet's parent (parents form a tree, checked by set_parent), a coroutine's
+// resumer (resumes nest); a context with nobody to name points at a terminal Context whose frame
+// holds return address 0, where every walk stops. (The resumer's r12-r15 are not
 // described: they are dead at its switch, clobbered, and its own CFI says where it saved its
 // caller's.) The frame is marked as a signal frame: gdb then accepts that the next frame's stack
 // lies at a lower address, as a sigaltstack frame may.
 FUNC_BEGIN(grove_trampoline)
     .cfi_startproc
     .cfi_signal_frame
-    // DW_CFA_def_cfa_expression, 5 bytes: DW_OP_breg7 (rsp) 0; DW_OP_deref; DW_OP_plus_uconst 24
-    .cfi_escape 0x0f, 0x05, 0x77, 0x00, 0x06, 0x23, 0x18
+    // DW_CFA_def_cfa_expression, 6 bytes: DW_OP_breg7 (rsp) 0; DW_OP_deref (the slot: &P);
+    // DW_OP_deref (P.sp); DW_OP_plus_uconst 24
+    .cfi_escape 0x0f, 0x06, 0x77, 0x00, 0x06, 0x06, 0x23, 0x18
     .cfi_offset rip, -8
     .cfi_offset rbp, -16
     .cfi_offset rbx, -24
@@ -277,15 +284,15 @@ LOCAL(tr_1)   mov rsi, rbx                    // second argument: the data point
 LOCAL(tr_2)   mov rcx, [rsp + LINK_ENTRY]     // entry(arg, data), a `call` in two halves:
 LOCAL(tr_3)   lea rax, [rip + LREF(tr_ret)]
 LOCAL(tr_4)   push rax                        // the return address, where `call` puts it...
-    // DW_CFA_def_cfa_expression: DW_OP_breg7 (rsp) 8; DW_OP_deref; DW_OP_plus_uconst 24
-    .cfi_escape 0x0f, 0x05, 0x77, 0x08, 0x06, 0x23, 0x18    // (the link slot is at rsp + 8 now)
+    // DW_CFA_def_cfa_expression: DW_OP_breg7 (rsp) 8; DW_OP_deref; DW_OP_deref; plus 24
+    .cfi_escape 0x0f, 0x06, 0x77, 0x08, 0x06, 0x06, 0x23, 0x18  // (the slot is at rsp + 8 now)
 LOCAL(tr_5)   jmp rcx                         // ...and a jump, which pushes no RSB entry. The
                                               // entry never returns: it ends by switching away
                                               // for the last time.
     // From here on the CFI describes this frame as seen from inside the entry function, the
     // way an unwinder rebuilds it (rsp = the entry's CFA = tramp_sp, as if `call` had
     // returned): it looks up the rule at the return address minus one, which is the `int3`.
-    .cfi_escape 0x0f, 0x05, 0x77, 0x00, 0x06, 0x23, 0x18
+    .cfi_escape 0x0f, 0x06, 0x77, 0x00, 0x06, 0x06, 0x23, 0x18
 LOCAL(tr_6)   int3                            // never executed
 LOCAL(tr_ret) ud2                             // unreachable: trap loudly if the entry returned
     .cfi_endproc

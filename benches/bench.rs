@@ -99,10 +99,8 @@ fn switch_arch(n: u64) -> f64 {
         }
     }
     let stack = MmapStack::new(64 * 1024).expect("stack");
-    let mut main_link: *mut u8 = std::ptr::null_mut();
     let mut pair = Box::new(Pair {
-        // SAFETY: main_link outlives every switch into main (this function's frame).
-        main: unsafe { Context::running(&mut main_link) },
+        main: Context::running(),
         // SAFETY: a fresh stack of ours; body never returns.
         co: unsafe { Context::fresh(stack.top(), body, std::ptr::null_mut()) },
     });

@@ -56,3 +56,31 @@ fn backtrace_after_a_second_resume_follows_the_new_resumer() {
     let bt = *second_resumer(&g).downcast::<String>().unwrap();
     assert!(bt.contains("second_resumer"), "{bt}");
 }
+
+#[test]
+fn backtrace_after_a_child_switched_back_reaches_the_resumer_and_ends() {
+    // g resumes a child, which switches straight back to g (its resumer). A walk from g must
+    // still go to g's own resumer, not into the suspended child (whose link leads back to g:
+    // a cycle an unwinder would follow for ever).
+    let g = Greenlet::builder()
+        .stack_size(1024 * 1024)
+        .build(|_| {
+            let me = Greenlet::current();
+            let child = Greenlet::new(move |_| {
+                let _ = me.switch(Box::new(()));
+                Box::new(()) as Value
+            })
+            .unwrap();
+            child.switch(Box::new(())).unwrap();
+            let bt = inside_greenlet_marker();
+            drop(child);
+            Box::new(bt) as Value
+        })
+        .unwrap();
+    let bt = *resumer_marker_function(&g).downcast::<String>().unwrap();
+    assert!(bt.contains("resumer_marker_function"), "{bt}");
+    assert!(
+        bt.matches("inside_greenlet_marker").count() == 1,
+        "the walk went round a cycle:\n{bt}"
+    );
+}

@@ -192,12 +192,10 @@ unsafe extern "C" fn co_body(mut arg: usize, data: *mut u8) -> ! {
 #[test]
 fn callee_saved_registers_survive_many_switches() {
     let stack = MmapStack::new(64 * 1024).expect("stack");
-    let mut link: *mut u8 = std::ptr::null_mut();
     let mut s = Box::new(Shared {
-        // SAFETY: `link` lives to the end of the test, past every switch into main.
-        main: unsafe { Context::running(&mut link) },
-        // SAFETY: placeholder, replaced below before any switch.
-        co: unsafe { Context::running(&mut link) },
+        main: Context::running(),
+        // A placeholder, replaced below before any switch.
+        co: Context::running(),
         rounds: 20_000,
         co_bad: 0,
         co_seen: 0,

@@ -22,7 +22,7 @@
 //!     top +---------------+        top +---------------+          +---------------+
 //!         | header (yours)|            | header        |          | header        |
 //!         | entry         |            | entry         |          | entry         |
-//!         | link slot     |            | link slot     |          | link -> resumer's frame
+//!         | unwind slot   |            | unwind slot   |          | slot -> parent's Context
 //!         | trampoline    |<- rip      | trampoline    |          | trampoline    |
 //!  sp --->| rbp, rbx=data |            | entry's frame |          | entry's frame |
 //!         |               |            | ...           |          | ...           |
@@ -56,7 +56,7 @@ pub(crate) mod slots {
     include!(concat!(env!("OUT_DIR"), "/slots.rs"));
 }
 
-/// Bytes reserved at the top of a fresh stack for the link area: the link slot, then the entry
+/// Bytes reserved at the top of a fresh stack for the link area: the unwind slot, then the entry
 /// function for the trampoline (`LINK_SLOT` and `LINK_ENTRY` in the assembly). 16 bytes, so
 /// that the trampoline starts with a 16-byte aligned stack pointer.
 pub const LINK_AREA: usize = 16;
@@ -76,21 +76,41 @@ pub type EntryFn = unsafe extern "C" fn(arg: usize, data: *mut u8) -> !;
 /// A saved execution context: where a suspended stack stopped, and where the switch records
 /// who resumed it (for unwinders).
 ///
-/// Layout is fixed: `sp` at offset `CTX_SP`, `link` at `CTX_LINK` of the assembly.
+/// Layout is fixed: `sp` at offset `CTX_SP` of the assembly, which reads and writes nothing
+/// else. (Unwinders read it too: see [`Context::set_unwind_parent`].)
 #[repr(C)]
 #[derive(Debug)]
 pub struct Context {
     /// The saved stack pointer: valid while the context is suspended.
     sp: *mut u8,
-    /// A word that every [`switch`] into this context overwrites with the resumer's saved stack
-    /// pointer. For a fresh context it is the link slot at the top of its stack, which the
-    /// trampoline's CFI reads to unwind into the resumer.
-    link: *mut *mut u8,
+    /// For a fresh context, its unwind slot at the top of its stack (null for a running
+    /// context): the address of the [`Context`] that unwinders walk into from the trampoline.
+    slot: *mut *const Context,
+}
+
+/// Where a walk ends: a context whose "saved" frame holds zeros, so its return address is 0.
+/// Fresh contexts name it until told of a parent.
+struct Terminal {
+    ctx: Context,
+}
+// SAFETY: never written; its pointers point to immutable statics.
+unsafe impl Sync for Terminal {}
+static TERMINAL_FRAME: [usize; 8] = [0; 8];
+static TERMINAL: Terminal = Terminal {
+    ctx: Context {
+        sp: TERMINAL_FRAME.as_ptr() as *mut u8,
+        slot: core::ptr::null_mut(),
+    },
+};
+
+/// The context that ends every unwinder's walk (its frame's return address is 0): name it with
+/// [`Context::set_unwind_parent`] when there is no one to walk into.
+pub fn terminal() -> *const Context {
+    &TERMINAL.ctx
 }
 
 const _: () = {
     assert!(core::mem::offset_of!(Context, sp) == slots::CTX_SP);
-    assert!(core::mem::offset_of!(Context, link) == slots::CTX_LINK);
     assert!(core::mem::size_of::<Frame>() == slots::FRAME_SIZE);
     assert!(core::mem::size_of::<Frame>() % 8 == 0);
     assert!(slots::LINK_SLOT == 0 && slots::LINK_ENTRY == 8 && LINK_AREA == 16);
@@ -106,18 +126,10 @@ extern "C" {
 impl Context {
     /// A context for code that is running on a stack grove did not prepare (a thread's own
     /// stack). It becomes meaningful the first time it is the `from` of a [`switch`].
-    ///
-    /// `link` is the word a switch into this context overwrites (see [`Context`]); it is never
-    /// read by grove.
-    ///
-    /// # Safety
-    ///
-    /// `link` must point to writable memory, not otherwise used, that outlives every switch
-    /// into this context.
-    pub const unsafe fn running(link: *mut *mut u8) -> Self {
+    pub const fn running() -> Self {
         Context {
             sp: core::ptr::null_mut(),
-            link,
+            slot: core::ptr::null_mut(),
         }
     }
 
@@ -134,34 +146,49 @@ impl Context {
     pub unsafe fn fresh(top: *mut u8, entry: EntryFn, data: *mut u8) -> Self {
         debug_assert!(top as usize % 16 == 0, "stack top must be 16-byte aligned");
         // SAFETY: the caller guarantees the memory below `top` is a stack we may write, with
-        // far more than FRESH_OVERHEAD bytes. The 16-byte link area holds the link slot, then
+        // far more than FRESH_OVERHEAD bytes. The 16-byte link area holds the unwind slot, then
         // the entry function: the trampoline starts with its stack pointer at the slot (16-byte
         // aligned), its CFI reads the slot at [sp] and it finds the entry at [sp + LINK_ENTRY].
         // The frame goes just below; `top - 16 - size_of::<Frame>()` is 8-byte aligned, as
         // `Frame` needs.
-        let (link, frame) = unsafe {
+        let (slot, frame) = unsafe {
             let area = top.sub(LINK_AREA);
-            let link = area.add(slots::LINK_SLOT) as *mut *mut u8;
-            link.write(core::ptr::null_mut());
+            let slot = area.add(slots::LINK_SLOT) as *mut *const Context;
+            slot.write(terminal());
             (area.add(slots::LINK_ENTRY) as *mut EntryFn).write(entry);
             let frame = area.sub(core::mem::size_of::<Frame>()) as *mut Frame;
             frame.write(Frame::fresh(data, grove_trampoline as *const () as usize));
-            (link, frame)
+            (slot, frame)
         };
         Context {
             sp: frame as *mut u8,
-            link,
+            slot,
+        }
+    }
+
+    /// Names the context that unwinders (backtraces, gdb) walk into when they leave this fresh
+    /// context's stack through its trampoline: they continue at `parent`'s saved frame, as it
+    /// is at the time of the walk (the switch keeps `sp` fresh). Until this is called, and for
+    /// [`terminal`], the walk stops there. No-op for a [`running`](Self::running) context.
+    ///
+    /// # Safety
+    ///
+    /// Whenever an unwinder may walk this context (while it runs, or a debugger looks at it),
+    /// `parent` must be a live context that is not running (its `sp` names its latest
+    /// suspension), whose own chain of unwind parents is valid in the same way and does not
+    /// lead back here: a loop would make a walk go round for ever. Name a context that
+    /// outlives this one, or name another before it dies.
+    pub unsafe fn set_unwind_parent(&self, parent: *const Context) {
+        if !self.slot.is_null() {
+            // SAFETY: the slot is in the link area of this context's stack, writable while the
+            // context exists (`fresh`'s contract).
+            unsafe { self.slot.write(parent) };
         }
     }
 
     /// The saved stack pointer: where the context's frame is while it is suspended.
     pub fn saved_sp(&self) -> *mut u8 {
         self.sp
-    }
-
-    /// The word that switches into this context overwrite with the resumer's stack pointer.
-    pub fn link(&self) -> *mut *mut u8 {
-        self.link
     }
 }
 
@@ -174,7 +201,7 @@ impl Context {
 /// * `from` must be valid for writes and describe the code calling this (it becomes the saved
 ///   state of the caller).
 /// * `to` must be a context that is suspended or fresh, not the caller's own, whose stack is
-///   still alive; and its `link` must point to writable memory.
+///   still alive.
 /// * Whatever `to` does with `arg` is between caller and callee: grove passes it untouched.
 #[inline(always)]
 pub unsafe fn switch(arg: usize, from: *mut Context, to: *const Context) -> usize {
@@ -192,10 +219,9 @@ pub unsafe fn switch(arg: usize, from: *mut Context, to: *const Context) -> usiz
         core::arch::asm!(
             "call {target}",
             target = sym grove_switch,
-            inout("rdi") arg => _,
+            inout("rdi") arg => ret,
             inout("rsi") from => _,
             inout("rdx") to => _,
-            out("rax") ret,
             out("r12") _, out("r13") _, out("r14") _, out("r15") _,
             clobber_abi("C"),
         );
@@ -242,8 +268,8 @@ pub unsafe fn switch_return(arg: usize, from: *mut Context, to: *const Context) 
     // SAFETY: the shim pushes the address of label 2 exactly where a `call` would have put its
     // return address, then jumps to grove_switch_return, which saves rbx, rbp and the stack
     // pointer like grove_switch. Whoever switches back to us pops that address and continues
-    // at label 2 with the stack pointer as it was before the push, and the result in the
-    // return register. Everything a call may clobber is declared clobbered (clobber_abi), and
+    // at label 2 with the stack pointer as it was before the push, and the result in rdi (x0
+    // on aarch64). Everything a call may clobber is declared clobbered (clobber_abi), and
     // r12-r15 too, as in `switch`. The asm may use the stack (no `nostack`), so the compiler
     // keeps nothing in the red zone across it.
     #[cfg(target_arch = "x86_64")]
@@ -254,10 +280,9 @@ pub unsafe fn switch_return(arg: usize, from: *mut Context, to: *const Context) 
             "jmp {target}",
             "2:",
             target = sym grove_switch_return,
-            inout("rdi") arg => _,
+            inout("rdi") arg => ret,
             inout("rsi") from => _,
             inout("rdx") to => _,
-            out("rax") ret,
             out("r12") _, out("r13") _, out("r14") _, out("r15") _,
             clobber_abi("C"),
         );

@@ -180,8 +180,6 @@ struct Header {
     closure: *mut u8,
     run: Cell<Option<RunFn>>,
     drop_closure: unsafe fn(*mut u8),
-    /// Main greenlets: the word that switches into it overwrite (see `arch::Context`).
-    main_link: Cell<*mut u8>,
     /// The greenlet whose `arch::switch` *call* handed control to us and is still waiting for
     /// us to come back (null if none). Switching back to it uses `arch::switch_return`, whose
     /// `ret` the CPU predicts; any other switch uses `arch::switch`. A stale value costs a
@@ -259,10 +257,6 @@ fn next_id() -> u64 {
     })
 }
 
-/// Terminal frame for unwinders: all zero, so the return address is 0 and a walk that reaches
-/// it stops cleanly. A greenlet's link slot points here after its resumer has died.
-static TERMINAL_FRAME: [u64; 32] = [0; 32];
-
 /// The running greenlet's header, creating the thread's main greenlet on first use.
 #[inline(always)]
 fn current_header() -> NonNull<Header> {
@@ -278,8 +272,7 @@ fn init_main() -> NonNull<Header> {
     crate::stack::overflow::install();
     crate::stack::overflow::ensure_altstack();
     let header = Box::new(Header {
-        // SAFETY: replaced below, once the header has its final (heap) address.
-        ctx: UnsafeCell::new(unsafe { Context::running(ptr::null_mut()) }),
+        ctx: UnsafeCell::new(Context::running()),
         life: Cell::new(Life::Started),
         handles: Cell::new(1),
         id: next_id(),
@@ -293,16 +286,10 @@ fn init_main() -> NonNull<Header> {
         closure: ptr::null_mut(),
         run: Cell::new(None),
         drop_closure: drop_nothing,
-        main_link: Cell::new(ptr::null_mut()),
         resumer: Cell::new(ptr::null()),
         locals: local::Locals::default(),
     });
     let raw = Box::into_raw(header);
-    // SAFETY: `raw` is a fresh, uniquely owned allocation; the link word is a field of the same
-    // allocation, which lives until the last handle is dropped, after any switch into it.
-    unsafe {
-        (*raw).ctx = UnsafeCell::new(Context::running((*raw).main_link.as_ptr()));
-    }
     // SAFETY: Box::into_raw never returns null.
     let h = unsafe { NonNull::new_unchecked(raw) };
     CURRENT.with(|c| c.set(raw));
@@ -483,17 +470,18 @@ impl Builder {
                 closure: closure as *mut u8,
                 run: Cell::new(Some(run_closure::<F>)),
                 drop_closure: drop_closure::<F>,
-                main_link: Cell::new(ptr::null_mut()),
                 resumer: Cell::new(ptr::null()),
                 locals: local::Locals::default(),
             })
         };
         // SAFETY: header is not null (it is inside the stack).
         let h = unsafe { NonNull::new_unchecked(header) };
-        Ok(Greenlet {
+        let g = Greenlet {
             h,
             _not_send: PhantomData,
-        })
+        };
+        g.name_unwind_parent();
+        Ok(g)
     }
 }
 
@@ -613,6 +601,23 @@ impl Greenlet {
         r
     }
 
+    /// Points this greenlet's unwind slot at its parent's context, so that a backtrace taken
+    /// inside it continues into its parent's suspended frames (see `docs/switch.md`).
+    fn name_unwind_parent(&self) {
+        let hd = self.header();
+        let p = hd.parent.take();
+        if let Some(parent) = &p {
+            // SAFETY: parents form a tree (`set_parent` refuses cycles), so the chain of unwind
+            // parents ends at a main greenlet; the parent's header, with its context, lives at
+            // least as long as this greenlet holds this handle to it (a new parent is named
+            // before the old handle is dropped); and whenever this greenlet runs its parent
+            // is not running (one context runs at a time), so its saved sp is current. A
+            // finished parent's stack is kept while handles to it exist, with its final frame.
+            unsafe { (*hd.ctx.get()).set_unwind_parent(parent.header().ctx.get()) };
+        }
+        hd.parent.set(p);
+    }
+
     /// Changes the parent. Fails with [`SwitchError::ParentCycle`] if `parent` is this
     /// greenlet or one of its descendants.
     pub fn set_parent(&self, parent: &Greenlet) -> Result<(), SwitchError> {
@@ -624,6 +629,7 @@ impl Greenlet {
             cursor = g.parent();
         }
         let old = self.header().parent.replace(Some(parent.clone()));
+        self.name_unwind_parent();
         drop(old);
         Ok(())
     }
@@ -706,8 +712,7 @@ unsafe fn switch_to(cur: NonNull<Header>, to: NonNull<Header>, arg: usize) -> us
     } else {
         t.resumer.set(cur.as_ptr());
         // SAFETY: `c.ctx` describes the running code (we are `cur`); `t.ctx` is fresh or
-        // suspended with its stack alive (the header, which lives on it, is live); its link
-        // points into that stack or into the main header.
+        // suspended with its stack alive (the header, which lives on it, is live).
         unsafe { arch::switch(arg, c.ctx.get(), t.ctx.get()) }
     };
     // We run again: whoever switched to us has already made us current.
@@ -736,7 +741,7 @@ unsafe fn transfer_value(
     // this frame, until we are resumed.
     let back = unsafe { switch_to(cur, to, &*v as *const Value as usize) };
     // SAFETY: `back` is a message on the suspended sender's stack, not yet moved out.
-    unsafe { receive(cur.as_ref(), back) }
+    unsafe { receive(back) }
 }
 
 /// Raises [`GreenletExit`] in `to` where it is suspended, and returns what comes back if it
@@ -750,7 +755,7 @@ unsafe fn transfer_throw(cur: NonNull<Header>, to: NonNull<Header>) -> Result<Va
     // SAFETY: forwarded; a throw carries no data.
     let back = unsafe { switch_to(cur, to, THROW) };
     // SAFETY: as in `transfer_value`.
-    unsafe { receive(cur.as_ref(), back) }
+    unsafe { receive(back) }
 }
 
 /// Interprets the message a greenlet received as the result of its switch. The common case,
@@ -760,14 +765,14 @@ unsafe fn transfer_throw(cur: NonNull<Header>, to: NonNull<Header>) -> Result<Va
 ///
 /// `msg` must be a live, not yet consumed message (see [`VALUE`]).
 #[inline(always)]
-unsafe fn receive(me: &Header, msg: usize) -> Result<Value, SwitchError> {
+unsafe fn receive(msg: usize) -> Result<Value, SwitchError> {
     if msg & KIND == VALUE {
         // SAFETY: as the caller promises: the address of a `Value`, whose ownership moves to us.
         return Ok(unsafe { ptr::read(msg as *const Value) });
     }
     let mut err = mem::MaybeUninit::uninit();
     // SAFETY: forwarded.
-    match unsafe { receive_other(me, msg, &mut err) } {
+    match unsafe { receive_other(msg, &mut err) } {
         Some(v) => Ok(v),
         // SAFETY: `receive_other` wrote the error when it returned no value.
         None => Err(unsafe { err.assume_init() }),
@@ -783,20 +788,14 @@ unsafe fn receive(me: &Header, msg: usize) -> Result<Value, SwitchError> {
 ///
 /// `msg` must be a live, not yet consumed `THROW` or `FINISHED` message.
 #[inline(never)]
-unsafe fn receive_other(
-    me: &Header,
-    msg: usize,
-    err: &mut mem::MaybeUninit<SwitchError>,
-) -> Option<Value> {
+unsafe fn receive_other(msg: usize, err: &mut mem::MaybeUninit<SwitchError>) -> Option<Value> {
     if msg & KIND == THROW {
         throw_here();
     }
     // SAFETY: as the caller promises: the tagged address of a `Finished`, which moves to us.
     let Finished { from, outcome } = unsafe { ptr::read((msg & !KIND) as *const Finished) };
-    // The sender's stack is about to be released: make sure no unwinder follows our link into
-    // it. Point it at the terminal frame instead.
-    // SAFETY: our link word is writable (it is in our stack or our main header).
-    unsafe { *(*me.ctx.get()).link() = TERMINAL_FRAME.as_ptr() as *mut u8 };
+    // (Our unwind slot names our parent, never a child: releasing the sender below cannot
+    // leave it pointing into a released stack.)
     // SAFETY: `from` is the finished greenlet's header, still live: it is released only here
     // (or by its last handle, which sees it finished after this).
     let f = unsafe { from.as_ref() };
