@@ -3,7 +3,7 @@
 //! `../shared/peers/compare.sh` can run it beside a peer and print the ratio.
 //!
 //! ```text
-//! cargo run --release --example bench -- switch [N]   greenlet switch round trip      ns/round-trip
+//! cargo run --release --example bench -- switch [N]   coroutine switch round trip     ns/round-trip
 //! cargo run --release --example bench -- create [N]   pooled stack + run to the end   ns/greenlet
 //! cargo run --release --example bench -- stacks [N]   N live greenlets on 64 KiB stacks bytes/greenlet
 //! cargo run --release --example bench -- spawn [N]    spawn + join, batches of 1000   ns/task
@@ -30,6 +30,12 @@
 //! * `timers` also prints when the sleepers started (first to last) and how many woke more
 //!   than 5 ms late with a deadline before and after the last start: equally ready greenlets
 //!   run in FIFO order, so one woken while others are still starting waits behind them.
+//!
+//! * `switch` prints three figures: the bare assembly (`grove::arch`, a hand-rolled pair of
+//!   contexts), the raw greenlet (`Greenlet::switch`: symmetric, boxed `dyn Any` values, the
+//!   current greenlet tracked for the hub and the overflow handler) and, as the RESULT, the
+//!   typed coroutine (`grove::coroutine`), the same API shape as the peer, corosensei's
+//!   `Coroutine<u64, u64, ()>`.
 //!
 //! Micro cases report the median of 7 in-process repetitions, like the peers.
 
@@ -146,7 +152,34 @@ fn switch(n: u64) {
         samples.push(ns_per(t, n));
     }
     black_box(v);
-    result(&mut samples, "ns/round-trip", "grove greenlet switch");
+    samples.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    println!(
+        "grove greenlet switch (symmetric, boxed values, current tracked): best {:.2} median {:.2} ns/round-trip",
+        samples[0],
+        samples[REPS / 2]
+    );
+
+    // The like-for-like of the peer (corosensei's `Coroutine<u64, u64, ()>`): a typed,
+    // asymmetric coroutine that adds one and suspends.
+    use grove::coroutine::{Coroutine, CoroutineResult};
+    let mut co: Coroutine<u64, u64, ()> = Coroutine::new(|y, mut x: u64| loop {
+        x = y.suspend(x.wrapping_add(1));
+    })
+    .expect("coroutine");
+    let mut samples = Vec::new();
+    let mut v = 0u64;
+    for _ in 0..REPS {
+        let t = Instant::now();
+        for _ in 0..n {
+            match co.resume(black_box(v)) {
+                CoroutineResult::Yield(r) => v = r,
+                CoroutineResult::Return(()) => unreachable!(),
+            }
+        }
+        samples.push(ns_per(t, n));
+    }
+    black_box(v);
+    result(&mut samples, "ns/round-trip", "grove coroutine switch");
 }
 
 fn create(n: u64) {
@@ -165,6 +198,23 @@ fn create(n: u64) {
         }
         samples.push(ns_per(t, n));
     }
+    // The typed coroutine, for comparison (corosensei's case is this shape): printed, not the
+    // RESULT, which stays the greenlet's.
+    let mut co_samples = Vec::new();
+    for _ in 0..REPS {
+        let t = Instant::now();
+        for i in 0..n {
+            let mut co = grove::coroutine::Coroutine::<(), (), u64>::new(move |_, ()| black_box(i))
+                .expect("coroutine");
+            black_box(co.resume(()));
+        }
+        co_samples.push(ns_per(t, n));
+    }
+    co_samples.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    println!(
+        "grove coroutine create from pool + run to completion: median {:.2} ns",
+        co_samples[REPS / 2]
+    );
     result(
         &mut samples,
         "ns/greenlet",

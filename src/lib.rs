@@ -8,6 +8,7 @@
 //! |---|---|---|
 //! | the context switch, hand-written in assembly | [`arch`] | nothing (`no_std`) |
 //! | the stack contract, static stacks | [`stack`] | nothing (`no_std`) |
+//! | typed coroutines: `resume`/`suspend` with typed values, on any stack | [`coroutine`] | nothing (`no_std`) |
 //! | mmap'd guard-paged stacks, the per-thread pool, overflow reports | [`stack`] | `std` |
 //! | raw greenlets (python-greenlet's model): switch, throw, parent | [`greenlet`] | `std` |
 //! | the I/O pollers (epoll, kqueue, poll, select) and cross-thread wake-ups | [`sys`] | `std` |
@@ -56,12 +57,13 @@
 //! ```
 //!
 //! Features: `std` (default). With default features off the crate is `#![no_std]` and
-//! offers [`arch`] and [`stack::Stack`].
+//! offers [`arch`], [`stack::Stack`] and [`coroutine`].
 #![cfg_attr(not(feature = "std"), no_std)]
 #![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod arch;
+pub mod coroutine;
 #[cfg(feature = "std")]
 pub mod debug;
 #[cfg(feature = "std")]

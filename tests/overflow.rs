@@ -37,6 +37,31 @@ fn child(case: &str) {
             .unwrap();
             let _ = g.switch(Box::new(()));
         }
+        "coroutine-overflow" => {
+            // No greenlet of ours is involved: the coroutine runs on a 64 KiB pooled stack
+            // with a guard, resumed from the main thread.
+            let mut co = grove::coroutine::Coroutine::<(), (), u64, _>::with_stack(
+                grove::stack::pool::PooledStack::new(64 * 1024).unwrap(),
+                |_, ()| recurse(0),
+            )
+            .unwrap();
+            let _ = co.resume(());
+        }
+        "coroutine-in-greenlet-overflow" => {
+            // Resumed inside a greenlet: the fault is in the coroutine's guard, not the
+            // greenlet's, and is reported as the coroutine's.
+            let g = Greenlet::new(|_| {
+                let mut co = grove::coroutine::Coroutine::<(), (), u64, _>::with_stack(
+                    grove::stack::pool::PooledStack::new(64 * 1024).unwrap(),
+                    |_, ()| recurse(0),
+                )
+                .unwrap();
+                let _ = co.resume(());
+                Box::new(()) as Value
+            })
+            .unwrap();
+            let _ = g.switch(Box::new(()));
+        }
         "main-thread-overflow" => {
             let _ = main;
             println!("{}", recurse(0));
@@ -89,6 +114,20 @@ fn main() {
         sig == Some(libc::SIGSEGV) && !err.contains("overflowed"),
         format!("signal {sig:?}, stderr:\n{err}"),
     );
+
+    for case in ["coroutine-overflow", "coroutine-in-greenlet-overflow"] {
+        let (sig, err) = run(case);
+        check(
+            &format!("{}_aborts_with_a_message", case.replace('-', "_")),
+            sig == Some(libc::SIGABRT)
+                && err.contains("grove: a coroutine overflowed its 64 KiB stack")
+                && !err.contains("grove: greenlet"),
+            format!(
+                "signal {sig:?}, stderr:
+{err}"
+            ),
+        );
+    }
 
     let (sig, err) = run("main-thread-overflow");
     check(

@@ -59,7 +59,8 @@ pub fn set_default_size(bytes: usize) -> usize {
 ///
 /// # Safety
 ///
-/// An implementation promises, for as long as the value lives and is not moved-from:
+/// An implementation promises, for as long as the value lives and is not moved-from (moving
+/// the value does not move the memory: `base()` and `top()` stay the same):
 ///
 /// * `base()..top()` is readable and writable memory that nothing but the context running on
 ///   it uses;
@@ -79,6 +80,13 @@ pub unsafe trait Stack {
     /// Usable bytes, `top() - base()`.
     fn size(&self) -> usize {
         self.top() as usize - self.base() as usize
+    }
+    /// Told, when a context is done with this stack, the lowest stack pointer known to have
+    /// been used on it (the top if none is known), so that a pooling implementation can
+    /// release what a deep call touched before the stack is used again. The default does
+    /// nothing.
+    fn used_down_to(&mut self, deepest_sp: usize) {
+        let _ = deepest_sp;
     }
 }
 

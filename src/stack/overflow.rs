@@ -87,6 +87,9 @@ extern "C" fn handler(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut li
         let name = unsafe { std::slice::from_raw_parts(hit.name, hit.name_len) };
         report_and_abort(hit.id, name, hit.stack_kib);
     }
+    if let Some(kib) = crate::coroutine::guards::guard_hit(addr) {
+        report_coroutine_and_abort(kib);
+    }
     let i = if sig == libc::SIGSEGV { 0 } else { 1 };
     // SAFETY: our handler is installed only after PREVIOUS[i] was written (see `install`), and
     // it is never written again.
@@ -158,9 +161,30 @@ fn format_report(id: u64, name: &[u8], stack_kib: usize) -> Buf {
     b
 }
 
-/// Writes the overflow report to stderr and dies of `SIGABRT`.
+/// `grove: a coroutine overflowed its <N> KiB stack\n`.
+fn format_coroutine_report(stack_kib: usize) -> Buf {
+    let mut b = Buf {
+        bytes: [0; 384],
+        len: 0,
+    };
+    b.push(b"grove: a coroutine overflowed its ");
+    b.push_u64(stack_kib as u64);
+    b.push(b" KiB stack\n");
+    b
+}
+
+/// Writes the report for a greenlet's overflow to stderr and dies of `SIGABRT`.
 fn report_and_abort(id: u64, name: &[u8], stack_kib: usize) -> ! {
-    let b = format_report(id, name, stack_kib);
+    write_and_abort(format_report(id, name, stack_kib))
+}
+
+/// Writes the report for a coroutine's overflow to stderr and dies of `SIGABRT`.
+fn report_coroutine_and_abort(stack_kib: usize) -> ! {
+    write_and_abort(format_coroutine_report(stack_kib))
+}
+
+/// Writes a report to stderr and dies of `SIGABRT`.
+fn write_and_abort(b: Buf) -> ! {
     // SAFETY: write(2) of a live buffer, and sigaction with a valid SIG_DFL action: both
     // async-signal-safe. abort() raises SIGABRT, whose action is now the default one
     // (terminate), so the process dies of it even if someone had a SIGABRT handler.

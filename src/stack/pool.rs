@@ -318,6 +318,51 @@ fn map_new(size: usize) -> io::Result<MmapStack> {
     with_pool(|p| p.map_new(size)).unwrap_or_else(|| MmapStack::new(size))
 }
 
+/// A stack from this thread's pool ([`take`]) that goes back to it ([`give`]) when dropped,
+/// with the deepest stack pointer it was told of ([`Stack::used_down_to`]). The default
+/// stack of a [`Coroutine`](crate::coroutine::Coroutine).
+#[derive(Debug)]
+pub struct PooledStack {
+    stack: std::mem::ManuallyDrop<MmapStack>,
+    deepest_sp: usize,
+}
+
+impl PooledStack {
+    /// A stack with at least `size` usable bytes, from the pool if it has one (see [`take`]).
+    pub fn new(size: usize) -> io::Result<PooledStack> {
+        let stack = take(size)?;
+        let deepest_sp = stack.top() as usize;
+        Ok(PooledStack {
+            stack: std::mem::ManuallyDrop::new(stack),
+            deepest_sp,
+        })
+    }
+}
+
+// SAFETY: forwarded to the MmapStack, which this value exclusively owns until it drops.
+unsafe impl Stack for PooledStack {
+    fn top(&self) -> *mut u8 {
+        self.stack.top()
+    }
+    fn base(&self) -> *mut u8 {
+        self.stack.base()
+    }
+    fn guard_size(&self) -> usize {
+        self.stack.guard_size()
+    }
+    fn used_down_to(&mut self, deepest_sp: usize) {
+        self.deepest_sp = self.deepest_sp.min(deepest_sp);
+    }
+}
+
+impl Drop for PooledStack {
+    fn drop(&mut self) {
+        // SAFETY: taken once, here; the field is not used again.
+        let stack = unsafe { std::mem::ManuallyDrop::take(&mut self.stack) };
+        give(stack, self.deepest_sp);
+    }
+}
+
 /// Returns `stack` to this thread's pool (see the [module docs](self) for when its memory is
 /// released first), or unmaps it if the pool for its size is full or gone.
 ///
