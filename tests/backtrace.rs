@@ -84,3 +84,54 @@ fn backtrace_after_a_child_switched_back_reaches_the_resumer_and_ends() {
         "the walk went round a cycle:\n{bt}"
     );
 }
+
+#[test]
+fn backtrace_while_an_orphan_unwinds_walks_into_its_killer() {
+    // p starts a child and finishes, handing the child's handle out; then the child's last
+    // handle goes while it is suspended, which kills it with us as its new parent and drops
+    // p's last handle: p's stack is unmapped (pooling off). A backtrace taken by a destructor
+    // during the child's unwind must walk into us, never into p's unmapped stack.
+    grove::stack::pool::set_limit(0);
+    let main = Greenlet::current();
+    let bt = std::rc::Rc::new(std::cell::RefCell::new(String::new()));
+    let b = bt.clone();
+    let p = Greenlet::builder()
+        .stack_size(256 * 1024)
+        .build(move |_| {
+            let child = Greenlet::builder()
+                .stack_size(1024 * 1024)
+                .build(move |_| {
+                    struct OnUnwind(std::rc::Rc<std::cell::RefCell<String>>);
+                    impl Drop for OnUnwind {
+                        fn drop(&mut self) {
+                            *self.0.borrow_mut() = inside_greenlet_marker();
+                        }
+                    }
+                    let _guard = OnUnwind(b);
+                    let _ = main.switch(Box::new(()));
+                    Box::new(()) as Value
+                })
+                .unwrap();
+            child.switch(Box::new(())).unwrap();
+            Box::new(child) as Value
+        })
+        .unwrap();
+    #[inline(never)]
+    fn orphan_killer(child: Greenlet) {
+        drop(std::hint::black_box(child));
+    }
+    // p runs until its child switches to us: p is then suspended in child.switch.
+    p.switch(Box::new(())).unwrap();
+    // Resume p: its child.switch returns, and p finishes, handing us the child.
+    let child = *p
+        .switch(Box::new(()))
+        .unwrap()
+        .downcast::<Greenlet>()
+        .unwrap();
+    assert!(p.is_dead());
+    drop(p); // the child's parent handle is now p's last
+    orphan_killer(child);
+    let bt = bt.borrow();
+    assert!(bt.contains("orphan_killer"), "{bt}");
+    grove::stack::pool::set_limit(grove::stack::pool::DEFAULT_LIMIT);
+}

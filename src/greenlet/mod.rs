@@ -1044,7 +1044,11 @@ impl Greenlet {
                 // Kill it so that its destructors run, with us as the one it returns to.
                 hd.handles.set(1);
                 let me = Greenlet::current();
-                drop(hd.parent.replace(Some(me)));
+                let old = hd.parent.replace(Some(me));
+                // Backtraces during its unwind walk into us, not into the old parent, whose
+                // last handle may go here.
+                self.name_unwind_parent();
+                drop(old);
                 // SAFETY: live, suspended, not the current greenlet (that one is running).
                 let cur = current_header();
                 let _ = unsafe { transfer_throw(cur, self.h) };
