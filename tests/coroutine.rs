@@ -165,6 +165,9 @@ fn a_static_stack_is_used_and_given_back() {
     // The same memory again, for a second coroutine.
     let mut again = Coroutine::<u32, (), u32, _>::with_stack(stack, |_, x| x + 1).unwrap();
     assert_eq!(again.resume(1), CoroutineResult::Return(2));
+    drop(again);
+    // SAFETY: the coroutines that borrowed it are gone.
+    drop(unsafe { Box::from_raw(raw) });
 }
 
 #[test]
@@ -181,6 +184,8 @@ fn a_closure_too_big_for_its_stack_is_an_error() {
     assert!(err.to_string().contains("box the captured data"), "{err}");
     let io: std::io::Error = err.into();
     assert_eq!(io.kind(), std::io::ErrorKind::InvalidInput);
+    // SAFETY: the failed constructor dropped its borrow of the stack.
+    drop(unsafe { Box::from_raw(raw) });
 }
 
 #[test]
