@@ -274,6 +274,9 @@ pub struct Coroutine<
     drop_closure: unsafe fn(*mut u8),
     closure: *mut u8,
     stack: ManuallyDrop<S>,
+    /// Under valgrind, the stack's registration if nothing else registered it.
+    #[cfg(feature = "std")]
+    _valgrind: crate::stack::valgrind::Registration,
     /// `!Send`, `!Sync`; covariance does not matter here.
     _marker: PhantomData<(*mut (), ResumeFn<I, Y, R>)>,
 }
@@ -380,6 +383,8 @@ impl<I, Y, R, S: Stack> Coroutine<I, Y, R, S> {
             life: Life::NotStarted,
             drop_closure: drop_in_place::<F>,
             closure: at.closure as *mut u8,
+            #[cfg(feature = "std")]
+            _valgrind: crate::stack::valgrind::Registration::new(base, top),
             stack: ManuallyDrop::new(stack),
             _marker: PhantomData,
         })
@@ -453,8 +458,13 @@ impl<I, Y, R, S: Stack> Coroutine<I, Y, R, S> {
                 "grove: a suspended coroutine's stack cannot be taken back without unwinding it"
             );
         }
-        // SAFETY: `this` is never used again (and never dropped): the stack moves out once.
+        // SAFETY: `this` is never used again (and never dropped): the stack moves out once,
+        // and the valgrind registration (if any) is dropped once, here.
         let stack = unsafe { ManuallyDrop::take(&mut this.stack) };
+        #[cfg(feature = "std")]
+        unsafe {
+            ptr::drop_in_place(&mut this._valgrind)
+        };
         rethrow(panic);
         stack
     }
@@ -654,6 +664,8 @@ pub(crate) mod guards {
     std::thread_local! {
         /// The most recently registered live node of this thread.
         static HEAD: Cell<*const Node> = const { Cell::new(ptr::null()) };
+        /// Whether this thread has made sure of the overflow handler and its altstack.
+        static HANDLER_READY: Cell<bool> = const { Cell::new(false) };
     }
 
     /// Adds `n` at the head. Each store leaves a list the handler can walk forward: `n` is
@@ -673,8 +685,11 @@ pub(crate) mod guards {
             }
             h.set(n);
         });
-        crate::stack::overflow::install();
-        crate::stack::overflow::ensure_altstack();
+        if !HANDLER_READY.with(Cell::get) {
+            crate::stack::overflow::install();
+            crate::stack::overflow::ensure_altstack();
+            HANDLER_READY.with(|r| r.set(true));
+        }
     }
 
     /// Removes `n`. The forward links change with one store (the predecessor's `next`, or

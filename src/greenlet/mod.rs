@@ -138,7 +138,15 @@ enum StackOwner {
     /// (`MmapStack::into_raw_parts`); returned to the pool when the greenlet is released.
     Pooled,
     /// Brought by the user.
-    Custom(Box<Box<dyn Stack>>),
+    Custom(Box<CustomStack>),
+}
+
+/// A stack brought by the user, and whether grove registered it with valgrind (an
+/// [`MmapStack`] registers itself; other memory is registered for as long as a greenlet runs
+/// on it).
+struct CustomStack {
+    stack: Box<dyn Stack>,
+    valgrind: crate::stack::valgrind::Registration,
 }
 
 /// Runs the closure stored at the given address, moving it out (see `run_closure`).
@@ -413,7 +421,12 @@ impl Builder {
                 let bounds = (base, top, s.guard_size());
                 // Boxed once more: a thin pointer keeps the owner two words, which the header
                 // writes and reads in registers.
-                (None, StackOwner::Custom(Box::new(s)), bounds)
+                let valgrind = crate::stack::valgrind::Registration::new(base, top);
+                (
+                    None,
+                    StackOwner::Custom(Box::new(CustomStack { stack: s, valgrind })),
+                    bounds,
+                )
             }
         };
         let parent = match self.parent {
@@ -950,7 +963,11 @@ unsafe fn release(h: NonNull<Header>) {
         // SAFETY: the parts of the pool's stack that `Builder::build` gave the header, made
         // into a stack again only here (once per header).
         StackOwner::Pooled => pool::give(unsafe { MmapStack::from_raw_parts(base, top) }, low),
-        StackOwner::Custom(s) => drop(s),
+        StackOwner::Custom(s) => {
+            let CustomStack { stack, valgrind } = *s;
+            drop(valgrind);
+            drop(stack);
+        }
         // SAFETY: main headers are Box allocations (init_main); what they own was dropped or
         // moved out above, so free the memory without dropping fields again.
         StackOwner::Thread => unsafe { drop(Box::from_raw(raw as *mut ManuallyDrop<Header>)) },

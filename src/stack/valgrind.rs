@@ -135,6 +135,38 @@ pub(crate) fn deregister_stack(start: usize) {
     }
 }
 
+/// A registration of memory that is not an [`MmapStack`](super::MmapStack) (which registers
+/// itself): a stack brought by the user, registered while a greenlet or coroutine runs on it,
+/// deregistered when this drops. Under valgrind only, and only if nothing registered the same
+/// memory already; otherwise, and outside valgrind, it holds nothing.
+#[derive(Debug)]
+pub(crate) struct Registration {
+    start: Option<usize>,
+}
+
+impl Registration {
+    /// Registers `base..top` (usable bytes) as a stack, unless it is registered already.
+    pub(crate) fn new(base: usize, top: usize) -> Registration {
+        if !active() || top <= base {
+            return Registration { start: None };
+        }
+        let mut ids = IDS.lock().unwrap_or_else(PoisonError::into_inner);
+        if ids.contains_key(&base) {
+            return Registration { start: None };
+        }
+        ids.insert(base, stack_register(base, top - 1));
+        Registration { start: Some(base) }
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        if let Some(start) = self.start {
+            deregister_stack(start);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
