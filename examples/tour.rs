@@ -115,6 +115,26 @@ fn main() {
     let ns = t.elapsed().as_nanos() as f64 / n as f64;
     println!("  a switch round trip (main -> greenlet -> main) takes {ns:.1} ns here");
 
+    // 5b. The same switch under a typed, asymmetric API: a coroutine (a generator here). Values
+    //     go by pointer, not boxed, and there is no current greenlet to keep: the cheapest way
+    //     onto another stack, and one that needs no std (bring a StaticStack).
+    use grove::coroutine::{Coroutine, CoroutineResult};
+    let mut squares = Coroutine::new(|y, limit: u64| {
+        for i in 1..=limit {
+            y.suspend(i * i);
+        }
+        "no more"
+    })
+    .unwrap();
+    let mut got = Vec::new();
+    let end = loop {
+        match squares.resume(5) {
+            CoroutineResult::Yield(v) => got.push(v),
+            CoroutineResult::Return(r) => break r,
+        }
+    };
+    println!("  a coroutine yielded {got:?}, then returned {end:?}");
+
     // 6. The hub: greenlets scheduled by this thread's event loop. Spawned greenlets start on
     //    a later loop turn; sleeping ones let the others run.
     println!("\ngrove tour, part 2: the hub\n");
