@@ -50,17 +50,19 @@
 //!
 //! # Messages
 //!
-//! Every switch passes one word (see [`arch::switch`]):
+//! Every switch passes one word ([`arch::switch_word`]), which carries the value itself:
 //!
-//! * resumer → body: the address of the `I`, which lives in [`Coroutine::resume`]'s frame
-//!   until the body has moved it out; or `UNWIND` (0), "unwind your stack" (only when a
-//!   suspended coroutine is dropped, with `std`).
-//! * body → resumer: the address of the `Y` in [`Yielder::suspend`]'s frame; or `FINISHED`
-//!   (0) when the body has ended, its outcome's address then in the Yielder.
+//! * a value that fits in a word (a number, a pointer, a reference, `()`...) travels *in* the
+//!   word, in a register, as corosensei's do: its bytes, padding and all (the word is a
+//!   `MaybeUninit<usize>`, which inline asm passes untouched). Nothing goes through memory, so
+//!   a value handed back and forth costs no store and reload on the way;
+//! * a larger one stays in the sender's frame, and the word is its address; the receiver moves
+//!   it out before the sender can run again.
 //!
-//! The address of a live value is never 0, not even of a zero-sized one. Going in uses
-//! [`arch::switch`], coming out [`arch::switch_return`], so the return-address predictor
-//! stays balanced.
+//! The two rare messages are flagged in the Yielder's `signal` (read after every switch, a
+//! predicted branch): `Unwind` from a drop to a suspended body, `Finished` from the entry when
+//! the body has ended, with its outcome's address beside it. Going in uses [`arch::switch_word`],
+//! coming out [`arch::switch_return_word`], so the return-address predictor stays balanced.
 //!
 //! # Panics
 //!
@@ -91,7 +93,7 @@
 //! coroutine runs as part of the greenlet that resumed it: its body may block cooperatively
 //! (sleep, read a socket), which suspends that greenlet with the coroutine's stack in use.
 
-use crate::arch::{self, Context};
+use crate::arch::{self, Context, Word};
 use crate::stack::{Stack, MIN_STACK_SIZE};
 use core::cell::{Cell, UnsafeCell};
 use core::fmt;
@@ -99,10 +101,62 @@ use core::marker::PhantomData;
 use core::mem::{self, ManuallyDrop};
 use core::ptr::{self, NonNull};
 
-/// Resumer → body message: unwind the stack (a suspended coroutine is being dropped).
-const UNWIND: usize = 0;
-/// Body → resumer message: the body has ended; its outcome is in the Yielder.
-const FINISHED: usize = 0;
+/// What a switch means beyond its word (see "Messages" in the module docs).
+///
+/// * `Value`: the word is a value (the only one a live coroutine ever sees, until its end).
+/// * `Unwind`: set by a drop before it resumes a suspended body: its `suspend` panics with
+///   [`ForcedUnwind`] instead of returning. Final unless the body ends.
+/// * `Finished`: set by the entry before its last switch: the outcome is in the Yielder.
+///   Final.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Signal {
+    Value,
+    #[cfg_attr(not(feature = "std"), allow(dead_code))]
+    Unwind,
+    Finished,
+}
+
+/// Whether a `T` travels in the switch's word itself rather than by address.
+const fn in_word<T>() -> bool {
+    mem::size_of::<T>() <= mem::size_of::<usize>()
+}
+
+/// The word that hands `v` over (see "Messages" in the module docs).
+///
+/// # Safety
+///
+/// `v` is moved out: the caller must not use or drop it afterwards, and must keep it where it
+/// is (in its frame) until the receiver has [`decode`]d the word.
+#[inline(always)]
+unsafe fn encode<T>(v: &ManuallyDrop<T>) -> Word {
+    if in_word::<T>() {
+        let mut w = Word::uninit();
+        // SAFETY: a T fits in the word's bytes (checked); written unaligned, since a type no
+        // larger than a word may still ask for more alignment (a zero-sized `repr(align)`
+        // one). `v` is moved out (the caller's promise).
+        unsafe { ptr::write_unaligned(w.as_mut_ptr().cast::<T>(), ptr::read(&**v)) };
+        w
+    } else {
+        Word::new(&**v as *const T as usize)
+    }
+}
+
+/// The value a word from [`encode`] hands over, which moves to the caller.
+///
+/// # Safety
+///
+/// `w` must come from `encode::<T>` of a value not yet decoded (and, for one not in the word,
+/// still in the sender's frame).
+#[inline(always)]
+unsafe fn decode<T>(w: Word) -> T {
+    if in_word::<T>() {
+        // SAFETY: the word holds a T's bytes (the caller's promise).
+        unsafe { ptr::read_unaligned(w.as_ptr().cast::<T>()) }
+    } else {
+        // SAFETY: the word is the address of a live T, which moves to us.
+        unsafe { ptr::read(w.assume_init() as *const T) }
+    }
+}
 
 /// What [`Coroutine::resume`] came back with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -178,7 +232,9 @@ pub struct Yielder<I, Y> {
     co: UnsafeCell<Context>,
     /// The resumer's context: saved by [`Coroutine::resume`].
     caller: UnsafeCell<Context>,
-    /// With the `FINISHED` message: the address of the outcome, on the body's stack.
+    /// What the last switch meant beyond its word.
+    signal: Cell<Signal>,
+    /// With `Signal::Finished`: the address of the outcome, on the body's stack.
     outcome: Cell<*const u8>,
     /// This coroutine's guard, known to the overflow handler.
     #[cfg(feature = "std")]
@@ -212,21 +268,15 @@ impl<I, Y> Yielder<I, Y> {
         let value = ManuallyDrop::new(value);
         // SAFETY: this Yielder is the running coroutine's (only its body holds a reference,
         // and only while it runs), so `co` may receive the running state and `caller` holds
-        // the resumer suspended in `resume`, whose stack is alive. The message is the address of `value`, alive in this frame until we
-        // are resumed.
-        let back = unsafe {
-            arch::switch_return(
-                &*value as *const Y as usize,
-                self.co.get(),
-                self.caller.get(),
-            )
-        };
-        if back == UNWIND {
+        // the resumer suspended in `resume`, whose stack is alive. `value` stays in this
+        // frame until we are resumed, after the resumer decoded the word.
+        let back =
+            unsafe { arch::switch_return_word(encode(&value), self.co.get(), self.caller.get()) };
+        if self.signal.get() == Signal::Unwind {
             forced_unwind();
         }
-        // SAFETY: a non-zero message from `resume` is the address of an `I` in its frame,
-        // whose ownership moves to us.
-        unsafe { ptr::read(back as *const I) }
+        // SAFETY: `resume` sent an `I` (the signal says a value), which moves to us.
+        unsafe { decode::<I>(back) }
     }
 }
 
@@ -234,7 +284,7 @@ impl<I, Y> Yielder<I, Y> {
 fn forced_unwind() -> ! {
     #[cfg(feature = "std")]
     std::panic::resume_unwind(Box::new(ForcedUnwind));
-    // Without std, `UNWIND` is never sent.
+    // Without std, `Signal::Unwind` is never sent.
     #[cfg(not(feature = "std"))]
     unreachable!("grove: coroutine resumed with an unwind request without std")
 }
@@ -363,6 +413,7 @@ impl<I, Y, R, S: Stack> Coroutine<I, Y, R, S> {
             yielder.write(Yielder {
                 co: UnsafeCell::new(co),
                 caller: UnsafeCell::new(Context::running()),
+                signal: Cell::new(Signal::Value),
                 outcome: Cell::new(ptr::null()),
                 #[cfg(feature = "std")]
                 guard: guards::Node::new(base, stack.guard_size(), top - base),
@@ -407,23 +458,16 @@ impl<I, Y, R, S: Stack> Coroutine<I, Y, R, S> {
         let y = self.yielder.as_ptr();
         // SAFETY: the Yielder is live (on our stack, which we own); `caller` receives the
         // running state; `co` is fresh or suspended in `suspend` (not finished, checked
-        // above). The message is the address of `input`,
-        // alive in this frame until the body has moved it out, which it does before anything
-        // can switch back here.
-        let back = unsafe {
-            arch::switch(
-                &*input as *const I as usize,
-                (*y).caller.get(),
-                (*y).co.get(),
-            )
-        };
-        if back != FINISHED {
-            // SAFETY: a non-zero message from the body is the address of a `Y` in `suspend`'s
-            // frame, whose ownership moves to us.
-            return CoroutineResult::Yield(unsafe { ptr::read(back as *const Y) });
+        // above). `input` stays in this frame until the body has decoded the word, which it
+        // does before anything can switch back here.
+        let back = unsafe { arch::switch_word(encode(&input), (*y).caller.get(), (*y).co.get()) };
+        // SAFETY: the Yielder is live.
+        if unsafe { (*y).signal.get() } != Signal::Finished {
+            // SAFETY: the body sent a `Y`, which moves to us.
+            return CoroutineResult::Yield(unsafe { decode::<Y>(back) });
         }
         self.life = Life::Finished;
-        // SAFETY: with FINISHED, the Yielder holds the address of the body's outcome, on its
+        // SAFETY: when finished, the Yielder holds the address of the body's outcome, on its
         // stack, which is still ours; it moves to us.
         match unsafe { ptr::read((*y).outcome.get() as *const Outcome<R>) } {
             Outcome::Returned(r) => CoroutineResult::Return(r),
@@ -507,13 +551,18 @@ impl<I, Y, R, S: Stack> Coroutine<I, Y, R, S> {
     #[cfg(feature = "std")]
     fn unwind(&mut self) -> (bool, Option<Panic>) {
         let y = self.yielder.as_ptr();
-        // SAFETY: as in `resume`, with the UNWIND message, which carries no data.
-        let back = unsafe { arch::switch(UNWIND, (*y).caller.get(), (*y).co.get()) };
-        if back != FINISHED {
+        // SAFETY: as in `resume`; the signal tells the body to unwind, and the word carries
+        // nothing.
+        let back = unsafe {
+            (*y).signal.set(Signal::Unwind);
+            arch::switch_word(Word::uninit(), (*y).caller.get(), (*y).co.get())
+        };
+        // SAFETY: the Yielder is live.
+        if unsafe { (*y).signal.get() } != Signal::Finished {
             // It caught the unwind and suspended again. Drop what it handed over; its stack
             // still holds live frames, so it is never reused.
             // SAFETY: as in `resume`: a `Y` that moves to us.
-            drop(unsafe { ptr::read(back as *const Y) });
+            drop(unsafe { decode::<Y>(back) });
             return (false, None);
         }
         self.life = Life::Finished;
@@ -598,7 +647,7 @@ unsafe fn drop_in_place<F>(p: *mut u8) {
 ///
 /// Called only by `grove_trampoline` for a context made in [`Coroutine::with_stack`] with the
 /// same type parameters: `data` is the Yielder, the closure lies where [`layout`] puts it, and
-/// `arg` is the address of the first input.
+/// `arg` is the word of the first input.
 unsafe extern "C" fn entry<F, I, Y, R>(arg: usize, data: *mut u8) -> !
 where
     F: FnOnce(&Yielder<I, Y>, I) -> R,
@@ -607,13 +656,18 @@ where
     // SAFETY: `data` is the Yielder, live while the coroutine exists.
     let yr = unsafe { &*y };
     // The first message is an input: a coroutine that has not started is never unwound.
-    debug_assert_ne!(arg, UNWIND, "a fresh coroutine is started with a value");
-    // SAFETY: the first message is the address of an `I` we now own; the closure lies just
-    // below the Yielder (same computation as `with_stack`) and is moved out once: `resume`
-    // marked the coroutine started, so nobody else drops it.
+    debug_assert_eq!(
+        yr.signal.get(),
+        Signal::Value,
+        "a fresh coroutine starts with a value"
+    );
+    // SAFETY: the first message is the word of an `I` we now own (the register arrives as an
+    // integer; its bytes are what `resume` put there); the closure lies just below the
+    // Yielder (same computation as `with_stack`) and is moved out once: `resume` marked the
+    // coroutine started, so nobody else drops it.
     let (input, f) = unsafe {
         (
-            ptr::read(arg as *const I),
+            decode::<I>(Word::new(arg)),
             ptr::read(closure_at::<F>(y as usize) as *const F),
         )
     };
@@ -626,9 +680,10 @@ where
     let outcome = Outcome::Returned(f(yr, input));
     let outcome = ManuallyDrop::new(outcome);
     yr.outcome.set(&*outcome as *const Outcome<R> as *const u8);
+    yr.signal.set(Signal::Finished);
     // SAFETY: as in `suspend`; the outcome stays on this stack, which the resumer owns and
     // does not release before it has read it. Nothing ever resumes us again.
-    unsafe { arch::switch_return(FINISHED, yr.co.get(), yr.caller.get()) };
+    unsafe { arch::switch_return_word(Word::uninit(), yr.co.get(), yr.caller.get()) };
     unreachable!("grove: a finished coroutine was resumed")
 }
 

@@ -46,6 +46,35 @@ fn values_go_in_and_out_typed_and_the_return_value_ends_it() {
     assert!(co.done());
 }
 
+/// Hands `v` in and gets it back out, through a coroutine that also yields it once.
+fn round_trip<T: Clone + PartialEq + std::fmt::Debug + 'static>(v: T) {
+    let mut co = Coroutine::<T, T, T>::new(|y, first| y.suspend(first)).unwrap();
+    assert_eq!(co.resume(v.clone()), CoroutineResult::Yield(v.clone()));
+    assert_eq!(co.resume(v.clone()), CoroutineResult::Return(v));
+}
+
+#[test]
+fn values_of_every_shape_cross_intact() {
+    // In the word (a register): with padding, niches, over-aligned zero-sized.
+    #[derive(Clone, PartialEq, Debug)]
+    #[repr(align(64))]
+    struct Aligned;
+    round_trip((7u8, 0xBEEFu16));
+    round_trip(Some(0xDEAD_BEEFu32));
+    round_trip(None::<u32>);
+    round_trip(true);
+    round_trip('ß');
+    round_trip([1u8, 2, 3, 4, 5, 6, 7, 8]);
+    round_trip(-1.5f64);
+    round_trip(Aligned);
+    round_trip(());
+    round_trip(Box::new(42u32));
+    // By address: larger than a word.
+    round_trip((1u64, 2u8));
+    round_trip([9u64; 5]);
+    round_trip(String::from("a heap value"));
+}
+
 #[test]
 fn a_generator_yields_in_order() {
     let mut fib = Coroutine::new(|y, ()| {

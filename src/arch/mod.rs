@@ -203,9 +203,27 @@ impl Context {
 /// * `to` must be a context that is suspended or fresh, not the caller's own, whose stack is
 ///   still alive.
 /// * Whatever `to` does with `arg` is between caller and callee: grove passes it untouched.
+///   Both sides must agree that the words they hand each other are initialised (use
+///   [`switch_word`] for words that may not be).
 #[inline(always)]
 pub unsafe fn switch(arg: usize, from: *mut Context, to: *const Context) -> usize {
-    let ret: usize;
+    // SAFETY: forwarded; the word that comes back is initialised (the caller's promise).
+    unsafe { switch_word(Word::new(arg), from, to).assume_init() }
+}
+
+/// One machine word handed across a switch, which may hold uninitialised bytes: a small value
+/// moved in a register, padding and all (inline asm passes `MaybeUninit` operands untouched).
+pub type Word = core::mem::MaybeUninit<usize>;
+
+/// [`switch`] for a [`Word`] that may not be initialised throughout, such as a small value
+/// with padding bytes carried in the register itself: what [`crate::coroutine`] does.
+///
+/// # Safety
+///
+/// As for [`switch`], but the words need not be initialised.
+#[inline(always)]
+pub unsafe fn switch_word(arg: Word, from: *mut Context, to: *const Context) -> Word {
+    let ret: Word;
     // SAFETY: forwarded to the caller. The call is spelled in asm rather than as an extern
     // call so that it is always a direct `call`/`bl` (an extern call in a position-independent
     // executable may go through the GOT), and so that it can say what the routine destroys:
@@ -264,7 +282,19 @@ pub unsafe fn switch(arg: usize, from: *mut Context, to: *const Context) -> usiz
 /// As for [`switch`].
 #[inline(always)]
 pub unsafe fn switch_return(arg: usize, from: *mut Context, to: *const Context) -> usize {
-    let ret: usize;
+    // SAFETY: forwarded; the word that comes back is initialised (the caller's promise).
+    unsafe { switch_return_word(Word::new(arg), from, to).assume_init() }
+}
+
+/// [`switch_return`] for a [`Word`] that may not be initialised throughout (see
+/// [`switch_word`]).
+///
+/// # Safety
+///
+/// As for [`switch_word`].
+#[inline(always)]
+pub unsafe fn switch_return_word(arg: Word, from: *mut Context, to: *const Context) -> Word {
+    let ret: Word;
     // SAFETY: the shim pushes the address of label 2 exactly where a `call` would have put its
     // return address, then jumps to grove_switch_return, which saves rbx, rbp and the stack
     // pointer like grove_switch. Whoever switches back to us pops that address and continues
