@@ -466,6 +466,10 @@ impl Builder {
         // this stack, which only this greenlet will run on; greenlet_entry never returns or
         // unwinds.
         let ctx = unsafe { Context::fresh(ctx_top as *mut u8, greenlet_entry, header as *mut u8) };
+        // Backtraces inside it continue into its parent (see `name_unwind_parent`).
+        // SAFETY: as in `name_unwind_parent`: the parent's header outlives the handle the new
+        // header keeps to it.
+        unsafe { ctx.set_unwind_parent(parent.header().ctx.get()) };
         // SAFETY: header_at..top is in the stack's usable range and aligned for Header.
         unsafe {
             header.write(Header {
@@ -489,12 +493,10 @@ impl Builder {
         };
         // SAFETY: header is not null (it is inside the stack).
         let h = unsafe { NonNull::new_unchecked(header) };
-        let g = Greenlet {
+        Ok(Greenlet {
             h,
             _not_send: PhantomData,
-        };
-        g.name_unwind_parent();
-        Ok(g)
+        })
     }
 }
 
