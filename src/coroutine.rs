@@ -502,9 +502,9 @@ impl<I, Y, R, S: Stack> Coroutine<I, Y, R, S> {
                 "grove: a suspended coroutine's stack cannot be taken back without unwinding it"
             );
         }
-        // SAFETY: `this` is never used again (and never dropped): the stack moves out once,
-        // and the valgrind registration (if any) is dropped once, here.
+        // SAFETY: `this` is never used again (and never dropped): the stack moves out once.
         let stack = unsafe { ManuallyDrop::take(&mut this.stack) };
+        // SAFETY: likewise, the valgrind registration (if any) is dropped once, here.
         #[cfg(feature = "std")]
         unsafe {
             ptr::drop_in_place(&mut this._valgrind)
