@@ -859,7 +859,7 @@ fn graceful_shutdown_closes_idle_connections_and_finishes_requests_in_flight() {
 }
 
 #[test]
-fn the_access_log_hook_sees_every_request_that_reached_a_handler() {
+fn the_access_log_hook_sees_every_response_even_to_a_request_it_could_not_parse() {
     each_backend(|_| {
         let seen: Arc<Mutex<Vec<String>>> = Arc::default();
         let s2 = seen.clone();
@@ -878,17 +878,23 @@ fn the_access_log_hook_sees_every_request_that_reached_a_handler() {
             addr,
             b"GET /logged?q=1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
         );
-        // No request line to log: the 400 for it is not a record (an AccessRecord names the
-        // request's method and target).
-        exchange(addr, b"BROKEN\r\n\r\n");
+        // No request line to name: logged as "-", with the 400 and its body's length.
+        let reply = exchange(addr, b"BROKEN\r\n\r\n");
+        assert!(reply.starts_with("HTTP/1.1 400 "), "{reply}");
+        let body_len = reply.split("\r\n\r\n").nth(1).unwrap().len();
         s.shutdown(Duration::from_secs(1));
         let lines = seen.lock().unwrap();
-        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert_eq!(lines.len(), 2, "{lines:?}");
         assert!(lines[0].starts_with("127.0.0.1 - - ["), "{}", lines[0]);
         assert!(
             lines[0].ends_with("\"GET /logged?q=1 HTTP/1.1\" 200 3"),
             "{}",
             lines[0]
+        );
+        assert!(
+            lines[1].ends_with(&format!("\"-\" 400 {body_len}")),
+            "{}",
+            lines[1]
         );
     });
 }

@@ -127,8 +127,8 @@ pub fn write_continue(out: &mut Vec<u8>) {
 }
 
 /// A complete response for a request error: the error's status, a plain-text body saying
-/// what was wrong, `Connection: close`.
-pub fn write_error(out: &mut Vec<u8>, err: &HttpError, date: Option<&str>) {
+/// what was wrong, `Connection: close`. Returns the length of the body (for an access log).
+pub fn write_error(out: &mut Vec<u8>, err: &HttpError, date: Option<&str>) -> usize {
     let status = err.status();
     let body = err.message();
     push_status_line(out, status, status.canonical_reason().unwrap_or(""));
@@ -145,6 +145,7 @@ pub fn write_error(out: &mut Vec<u8>, err: &HttpError, date: Option<&str>) {
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(body.as_bytes());
     out.push(b'\n');
+    body.len() + 1
 }
 
 /// Write the response head for `status` and the handler's `headers` into `out`, and return
@@ -760,7 +761,7 @@ mod tests {
     #[test]
     fn error_response_says_what_was_wrong_and_closes() {
         let mut out = Vec::new();
-        write_error(
+        let body = write_error(
             &mut out,
             &HttpError::TargetTooLong,
             Some("Sun, 06 Nov 1994 08:49:37 GMT"),
@@ -771,6 +772,7 @@ mod tests {
         assert!(text.ends_with("\r\n\r\nrequest target too long\n"));
         let len = "request target too long\n".len();
         assert!(text.contains(&format!("content-length: {len}\r\n")));
+        assert_eq!(body, len, "the body length it returns");
     }
 
     #[test]

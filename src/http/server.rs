@@ -23,7 +23,7 @@
 #![forbid(unsafe_code)]
 
 use super::handler::{Body, Handler, ReasonPhrase, Request, Response, ResponseBody};
-use super::log::{log_to_stderr, AccessRecord};
+use super::log::{log_to_stderr, AccessRecord, RequestLine};
 use super::{
     write_error, write_head, write_head_map, BodyEncoder, Conn, DateCache, Event, Framing, Head,
     HeadOptions, HttpError, Limits, ResponseContext,
@@ -592,14 +592,22 @@ fn serve_connection(cfg: &Config, handler: &dyn Handler, sock: TcpStream, peer: 
         let head = match next_request(cfg, &hub, &c) {
             Next::Request(h) => h,
             Next::Error(e) => {
+                let (time, started) = (SystemTime::now(), Instant::now());
                 out.clear();
-                write_error(
-                    &mut out,
-                    &e,
-                    Some(hub.date.borrow_mut().get(SystemTime::now())),
-                );
+                let bytes = write_error(&mut out, &e, Some(hub.date.borrow_mut().get(time)));
                 if c.send(&out).is_ok() {
                     c.linger_close();
+                }
+                // Logged like any response, with no request line to name (see `log`).
+                if let Some(f) = &cfg.access_log {
+                    f(&AccessRecord {
+                        peer,
+                        request: None,
+                        status: e.status(),
+                        bytes: bytes as u64,
+                        time,
+                        elapsed: started.elapsed(),
+                    });
                 }
                 return;
             }
@@ -607,13 +615,12 @@ fn serve_connection(cfg: &Config, handler: &dyn Handler, sock: TcpStream, peer: 
         };
         // What the access log needs, taken only when there is one (clocks cost tens of ns).
         let log = cfg.access_log.as_ref().map(|_| {
-            (
-                head.method.clone(),
-                head.target.clone(),
-                head.version,
-                Instant::now(),
-                SystemTime::now(),
-            )
+            let line = RequestLine {
+                method: head.method.clone(),
+                target: head.target.clone(),
+                version: head.version,
+            };
+            (line, Instant::now(), SystemTime::now())
         });
         c.body_done.set(false);
         let req: Request = head.into_request(Body::from_conn(c.clone()));
@@ -623,12 +630,10 @@ fn serve_connection(cfg: &Config, handler: &dyn Handler, sock: TcpStream, peer: 
             Err(p) => Err(crate::greenlet::panic_message(&*p)),
         };
         let outcome = respond(&c, &hub, resp, &mut out);
-        if let (Some(f), Some((method, target, version, started, time))) = (&cfg.access_log, log) {
+        if let (Some(f), Some((line, started, time))) = (&cfg.access_log, log) {
             f(&AccessRecord {
                 peer,
-                method,
-                target,
-                version,
+                request: Some(line),
                 status: outcome.status,
                 bytes: outcome.bytes,
                 time,
@@ -670,11 +675,14 @@ fn respond(
     out.clear();
     if let Some(e) = c.failed.take() {
         // The body the handler read was malformed: the error is the answer.
-        write_error(out, &e, Some(hub.date.borrow_mut().get(SystemTime::now())));
+        let bytes = write_error(out, &e, Some(hub.date.borrow_mut().get(SystemTime::now())));
         if c.send(out).is_ok() {
             c.linger_close(); // the rest of the broken body may still be coming
         }
-        return close(e.status());
+        return Outcome {
+            bytes: bytes as u64,
+            ..close(e.status())
+        };
     }
     let mut ctx = c
         .conn
