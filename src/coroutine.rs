@@ -94,7 +94,7 @@
 //! (sleep, read a socket), which suspends that greenlet with the coroutine's stack in use.
 
 use crate::arch::{self, Context, Word};
-use crate::stack::{Stack, MIN_STACK_SIZE};
+use crate::stack::{carve_top, closure_below, Stack, TopLayout, MIN_STACK_SIZE};
 use core::cell::{Cell, UnsafeCell};
 use core::fmt;
 use core::marker::PhantomData;
@@ -339,36 +339,24 @@ type ResumeFn<I, Y, R> = fn(I) -> CoroutineResult<Y, R>;
 #[cfg(feature = "std")]
 pub type DefaultStack = crate::stack::pool::PooledStack;
 
-/// Where the closure goes: just below the Yielder, aligned for it (and to 16). The entry
-/// finds it from the Yielder's address the same way.
-fn closure_at<F>(yielder: usize) -> usize {
-    yielder.wrapping_sub(mem::size_of::<F>()) & !(mem::align_of::<F>().max(16) - 1)
-}
-
-/// The top of a stack laid out for a coroutine: the Yielder's address, the closure's, and
-/// the top of the fresh context below them.
-struct Layout {
-    yielder: usize,
-    closure: usize,
-    ctx_top: usize,
-}
-
-fn layout<I, Y, F>(base: usize, top: usize) -> Result<Layout, StackTooSmall> {
-    let align = mem::align_of::<Yielder<I, Y>>().max(16);
-    let yielder = top.wrapping_sub(mem::size_of::<Yielder<I, Y>>()) & !(align - 1);
-    let closure = closure_at::<F>(yielder);
-    let ctx_top = closure & !15;
-    if yielder > top || closure > yielder || ctx_top < base || ctx_top - base < MIN_STACK_SIZE / 2 {
-        return Err(StackTooSmall {
-            needed: top.wrapping_sub(ctx_top).min(top - base),
-            available: top - base,
-        });
-    }
-    Ok(Layout {
-        yielder,
-        closure,
-        ctx_top,
+/// The top of a stack laid out for a coroutine: the Yielder, its closure below it, and the
+/// top of the fresh context below both (see [`carve_top`](crate::stack::carve_top)).
+fn layout<I, Y, F>(base: usize, top: usize) -> Result<TopLayout, StackTooSmall> {
+    carve_top(
+        base,
+        top,
+        core::alloc::Layout::new::<Yielder<I, Y>>(),
+        core::alloc::Layout::new::<F>(),
+    )
+    .ok_or(StackTooSmall {
+        needed: (mem::size_of::<Yielder<I, Y>>() + mem::size_of::<F>()).min(top - base),
+        available: top - base,
     })
+}
+
+/// Where the entry finds the closure: where [`layout`] put it below the Yielder.
+fn closure_at<F>(yielder: usize) -> usize {
+    closure_below(yielder, core::alloc::Layout::new::<F>()).expect("laid out by `layout`")
 }
 
 #[cfg(feature = "std")]
@@ -400,8 +388,8 @@ impl<I, Y, R, S: Stack> Coroutine<I, Y, R, S> {
     {
         let (base, top) = (stack.base() as usize, stack.top() as usize);
         let at = layout::<I, Y, F>(base, top)?;
-        let yielder = at.yielder as *mut Yielder<I, Y>;
-        // SAFETY: `at.closure..at.yielder` and `at.yielder..top` lie in the stack's usable
+        let yielder = at.header as *mut Yielder<I, Y>;
+        // SAFETY: `at.closure..at.header` and `at.header..top` lie in the stack's usable
         // range (checked by `layout`), aligned for F and the Yielder, and nothing else uses
         // that memory while the stack is ours. ctx_top is 16-byte aligned with more than
         // MIN_STACK_SIZE / 2 bytes of the stack below it, which only this coroutine will run

@@ -388,3 +388,18 @@ fn the_default_stack_size_can_be_set_for_the_process() {
     drop((g, small));
     grove::stack::set_default_size(before);
 }
+
+#[test]
+fn a_closure_larger_than_its_stack_is_an_error_not_a_wild_write() {
+    // The closure lies at the top of the stack: one bigger than the whole stack must be
+    // refused (before, the check's subtraction wrapped in release builds and the closure was
+    // written below the stack).
+    let big = [7u8; 256 * 1024];
+    let err = Greenlet::builder()
+        .stack_size(64 * 1024)
+        .build(move |_| Box::new(big[1]) as Value)
+        .map(|_| ())
+        .unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+    assert!(err.to_string().contains("box the captured data"), "{err}");
+}

@@ -435,11 +435,17 @@ impl Builder {
         };
 
         // Lay out the top of the stack: header, then the closure, then the fresh context.
-        let header_at = (top - mem::size_of::<Header>()) & !(mem::align_of::<Header>().max(16) - 1);
-        let closure_align = mem::align_of::<F>().max(16);
-        let closure_at = (header_at - mem::size_of::<F>()) & !(closure_align - 1);
-        let ctx_top = closure_at & !15;
-        if ctx_top - base < MIN_STACK_SIZE / 2 {
+        let Some(crate::stack::TopLayout {
+            header: header_at,
+            closure: closure_at,
+            ctx_top,
+        }) = crate::stack::carve_top(
+            base,
+            top,
+            std::alloc::Layout::new::<Header>(),
+            std::alloc::Layout::new::<F>(),
+        )
+        else {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!(
@@ -449,7 +455,7 @@ impl Builder {
                     top - base
                 ),
             ));
-        }
+        };
 
         // From here on the header owns the stack; `release` makes a pooled one again from the
         // header's `base` and `top`.

@@ -53,6 +53,40 @@ pub fn set_default_size(bytes: usize) -> usize {
     )
 }
 
+/// Where a fresh context's bookkeeping goes at the top of its stack: a header at the very top,
+/// the closure just below it, and below both the top of the context itself. Greenlets and
+/// coroutines lay out their stacks this way.
+pub(crate) struct TopLayout {
+    pub(crate) header: usize,
+    pub(crate) closure: usize,
+    pub(crate) ctx_top: usize,
+}
+
+/// Lays out a `header` and a `closure` at the top of the stack `base..top` (each aligned to at
+/// least 16, as is the context's top). `None` if they leave less than [`MIN_STACK_SIZE`] / 2
+/// below them to run on, or do not fit at all.
+pub(crate) fn carve_top(
+    base: usize,
+    top: usize,
+    header: core::alloc::Layout,
+    closure: core::alloc::Layout,
+) -> Option<TopLayout> {
+    let header_at = top.checked_sub(header.size())? & !(header.align().max(16) - 1);
+    let closure_at = closure_below(header_at, closure)?;
+    let ctx_top = closure_at & !15;
+    (ctx_top >= base && ctx_top - base >= MIN_STACK_SIZE / 2).then_some(TopLayout {
+        header: header_at,
+        closure: closure_at,
+        ctx_top,
+    })
+}
+
+/// Where [`carve_top`] puts a `closure` below a header at `header_at`: how an entry function
+/// finds it again from its header.
+pub(crate) fn closure_below(header_at: usize, closure: core::alloc::Layout) -> Option<usize> {
+    Some(header_at.checked_sub(closure.size())? & !(closure.align().max(16) - 1))
+}
+
 /// Memory that a context can run on.
 ///
 /// The usable stack is the address range `base()..top()`; the stack grows down from `top()`.
