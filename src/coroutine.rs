@@ -61,7 +61,7 @@
 //!
 //! The two rare messages are flagged in the Yielder's `signal` (read after every switch, a
 //! predicted branch): `Unwind` from a drop to a suspended body, `Finished` from the entry when
-//! the body has ended, with its outcome's address beside it. Going in uses [`arch::switch_word`],
+//! the body has ended, the word then the address of its outcome. Going in uses [`arch::switch_word`],
 //! coming out [`arch::switch_return_word`], so the return-address predictor stays balanced.
 //!
 //! # Panics
@@ -106,7 +106,8 @@ use core::ptr::{self, NonNull};
 /// * `Value`: the word is a value (the only one a live coroutine ever sees, until its end).
 /// * `Unwind`: set by a drop before it resumes a suspended body: its `suspend` panics with
 ///   [`ForcedUnwind`] instead of returning. Final unless the body ends.
-/// * `Finished`: set by the entry before its last switch: the outcome is in the Yielder.
+/// * `Finished`: set by the entry before its last switch, whose word is the address of the
+///   outcome (on the body's stack).
 ///   Final.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Signal {
@@ -234,8 +235,6 @@ pub struct Yielder<I, Y> {
     caller: UnsafeCell<Context>,
     /// What the last switch meant beyond its word.
     signal: Cell<Signal>,
-    /// With `Signal::Finished`: the address of the outcome, on the body's stack.
-    outcome: Cell<*const u8>,
     /// This coroutine's guard, known to the overflow handler.
     #[cfg(feature = "std")]
     guard: guards::Node,
@@ -320,9 +319,8 @@ pub struct Coroutine<
     /// At the top of the stack.
     yielder: NonNull<Yielder<I, Y>>,
     life: Life,
-    /// Drops the closure in place, while it has not started.
+    /// Drops the closure, found from the Yielder's address, while it has not started.
     drop_closure: unsafe fn(*mut u8),
-    closure: *mut u8,
     stack: ManuallyDrop<S>,
     /// Under valgrind, the stack's registration if nothing else registered it.
     #[cfg(feature = "std")]
@@ -402,7 +400,6 @@ impl<I, Y, R, S: Stack> Coroutine<I, Y, R, S> {
                 co: UnsafeCell::new(co),
                 caller: UnsafeCell::new(Context::running()),
                 signal: Cell::new(Signal::Value),
-                outcome: Cell::new(ptr::null()),
                 #[cfg(feature = "std")]
                 guard: guards::Node::new(base, stack.guard_size(), top - base),
                 _marker: PhantomData,
@@ -420,8 +417,7 @@ impl<I, Y, R, S: Stack> Coroutine<I, Y, R, S> {
             // SAFETY: derived from the stack's address range, which does not include 0.
             yielder: unsafe { NonNull::new_unchecked(yielder) },
             life: Life::NotStarted,
-            drop_closure: drop_in_place::<F>,
-            closure: at.closure as *mut u8,
+            drop_closure: drop_closure::<F>,
             #[cfg(feature = "std")]
             _valgrind: crate::stack::valgrind::Registration::new(base, top),
             stack: ManuallyDrop::new(stack),
@@ -455,9 +451,9 @@ impl<I, Y, R, S: Stack> Coroutine<I, Y, R, S> {
             return CoroutineResult::Yield(unsafe { decode::<Y>(back) });
         }
         self.life = Life::Finished;
-        // SAFETY: when finished, the Yielder holds the address of the body's outcome, on its
-        // stack, which is still ours; it moves to us.
-        match unsafe { ptr::read((*y).outcome.get() as *const Outcome<R>) } {
+        // SAFETY: when finished, the word is the address of the body's outcome, on its stack,
+        // which is still ours; it moves to us.
+        match unsafe { ptr::read(back.assume_init() as *const Outcome<R>) } {
             Outcome::Returned(r) => CoroutineResult::Return(r),
             #[cfg(feature = "std")]
             Outcome::Panicked(p) => std::panic::resume_unwind(p),
@@ -512,7 +508,7 @@ impl<I, Y, R, S: Stack> Coroutine<I, Y, R, S> {
                 self.life = Life::Finished;
                 // SAFETY: the closure was written in `with_stack` and never moved out (the
                 // body has not started); it is dropped once.
-                unsafe { (self.drop_closure)(self.closure) };
+                unsafe { (self.drop_closure)(self.yielder.as_ptr().cast()) };
                 (true, None)
             }
             Life::Suspended => self.unwind(),
@@ -555,7 +551,7 @@ impl<I, Y, R, S: Stack> Coroutine<I, Y, R, S> {
         }
         self.life = Life::Finished;
         // SAFETY: as in `resume`.
-        match unsafe { ptr::read((*y).outcome.get() as *const Outcome<R>) } {
+        match unsafe { ptr::read(back.assume_init() as *const Outcome<R>) } {
             Outcome::Returned(r) => {
                 drop(r);
                 (true, None)
@@ -619,14 +615,15 @@ fn resumed_finished() -> ! {
     panic!("grove: resume of a coroutine that has finished")
 }
 
-/// Drops an `F` in place.
+/// Drops the closure `F` that [`layout`] put below the Yielder at `yielder`.
 ///
 /// # Safety
 ///
-/// `p` must point to a live `F` that is not used afterwards.
-unsafe fn drop_in_place<F>(p: *mut u8) {
-    // SAFETY: as the caller promises.
-    unsafe { ptr::drop_in_place(p as *mut F) }
+/// `yielder` must be the Yielder of a coroutine made with this `F`, whose closure is live
+/// (not started) and not used afterwards.
+unsafe fn drop_closure<F>(yielder: *mut u8) {
+    // SAFETY: as the caller promises; the closure is where `with_stack` wrote it.
+    unsafe { ptr::drop_in_place(closure_at::<F>(yielder as usize) as *mut F) }
 }
 
 /// Where every coroutine begins, called by the trampoline on the coroutine's own stack.
@@ -667,11 +664,11 @@ where
     #[cfg(not(feature = "std"))]
     let outcome = Outcome::Returned(f(yr, input));
     let outcome = ManuallyDrop::new(outcome);
-    yr.outcome.set(&*outcome as *const Outcome<R> as *const u8);
     yr.signal.set(Signal::Finished);
+    let word = Word::new(&*outcome as *const Outcome<R> as usize);
     // SAFETY: as in `suspend`; the outcome stays on this stack, which the resumer owns and
     // does not release before it has read it. Nothing ever resumes us again.
-    unsafe { arch::switch_return_word(Word::uninit(), yr.co.get(), yr.caller.get()) };
+    unsafe { arch::switch_return_word(word, yr.co.get(), yr.caller.get()) };
     unreachable!("grove: a finished coroutine was resumed")
 }
 
