@@ -902,6 +902,9 @@ pub(crate) fn register(task: &Rc<Task>) {
             }
             None => {
                 r.0.push(w);
+                // A new high of live greenlets: room for as many timers, faulted in now
+                // rather than in the middle of a burst of first sleeps (see `prepare`).
+                h.timers.borrow_mut().prepare(r.0.len());
                 u32::try_from(r.0.len() - 1).expect("grove: more than 2^32 - 1 live greenlets")
             }
         };
