@@ -107,7 +107,7 @@ use super::body::BodyDecoder;
 use super::parse::{BodyKind, Head, HeadScanner};
 use super::response::ResponseContext;
 use super::{HttpError, Limits};
-use http::{Method, Version};
+use http::{HeaderMap, Method, Version};
 
 /// What the bytes fed so far complete.
 #[derive(Debug, PartialEq, Eq)]
@@ -137,7 +137,14 @@ pub struct Conn {
     scanner: HeadScanner,
     current: Option<Current>,
     eof: bool,
+    /// A header map handed back by [`recycle_headers`](Conn::recycle_headers), for the next
+    /// request's fields.
+    spare_headers: Option<HeaderMap>,
 }
+
+/// The most fields a map handed to [`Conn::recycle_headers`] may have room for and still be
+/// kept: a connection does not hold on to a large map between requests.
+const RECYCLE_MAX_CAPACITY: usize = 64;
 
 #[derive(Debug)]
 enum State {
@@ -179,6 +186,18 @@ impl Conn {
             scanner: HeadScanner::new(),
             current: None,
             eof: false,
+            spare_headers: None,
+        }
+    }
+
+    /// Takes `map` (emptied) to hold the next request's header fields, so that its
+    /// allocations are used again instead of a new map's: a server hands in the header map of
+    /// each response once it has written it. A map with room for more than 64 fields is
+    /// dropped instead.
+    pub fn recycle_headers(&mut self, mut map: HeaderMap) {
+        if map.capacity() > 0 && map.capacity() <= RECYCLE_MAX_CAPACITY {
+            map.clear();
+            self.spare_headers = Some(map);
         }
     }
 
@@ -287,10 +306,15 @@ impl Conn {
                             return None;
                         }
                         Ok(Some(n)) => {
-                            let head = match self.scanner.finish(&input[..n], &self.limits) {
-                                Ok(head) => head,
-                                Err(e) => return Some(self.fail(e)),
-                            };
+                            let spare = self.spare_headers.take();
+                            let head =
+                                match self
+                                    .scanner
+                                    .finish_reusing(&input[..n], &self.limits, spare)
+                                {
+                                    Ok(head) => head,
+                                    Err(e) => return Some(self.fail(e)),
+                                };
                             self.start += n;
                             self.scanner.reset();
                             self.current = Some(Current {
@@ -559,6 +583,33 @@ mod tests {
         assert_eq!(c.next_event(), None);
         c.response_done(true);
         assert!(matches!(c.next_event(), Some(Event::Request(h)) if h.target == "/2"));
+    }
+
+    #[test]
+    fn a_recycled_header_map_holds_only_the_next_requests_fields() {
+        let mut c = Conn::new(Limits::default());
+        c.feed(b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\nGET /2 HTTP/1.1\r\nHost: y\r\nAccept: a\r\nAccept: b\r\n\r\n");
+        assert!(matches!(c.next_event(), Some(Event::Request(_))));
+        assert_eq!(c.next_event(), Some(Event::BodyEnd));
+        // The response's map, as a handler filled it, goes back to the connection.
+        let mut sent = HeaderMap::new();
+        sent.insert("x-response-only", "1".parse().unwrap());
+        sent.append(http::header::ACCEPT, "stale".parse().unwrap());
+        c.recycle_headers(sent);
+        c.response_done(true);
+        let Some(Event::Request(h)) = c.next_event() else {
+            panic!("the second request");
+        };
+        assert_eq!(h.headers.len(), 3, "{:?}", h.headers);
+        assert_eq!(h.headers["host"], "y");
+        let accept: Vec<_> = h.headers.get_all("accept").iter().collect();
+        assert_eq!(accept, ["a", "b"]);
+        assert!(!h.headers.contains_key("x-response-only"));
+        // Too large a map is not kept (the next head gets a map of its own either way).
+        let mut big = HeaderMap::with_capacity(RECYCLE_MAX_CAPACITY + 1);
+        big.insert("x", "1".parse().unwrap());
+        c.recycle_headers(big);
+        assert!(c.spare_headers.is_none());
     }
 
     #[test]

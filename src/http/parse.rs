@@ -354,7 +354,19 @@ impl HeadScanner {
 
     /// Build the [`Head`] from the complete head `scan` found (`head` is `&buf[..n]`).
     pub fn finish(&self, head: &[u8], limits: &Limits) -> Result<Head, HttpError> {
-        match parse_complete(head, self.fields, limits) {
+        self.finish_reusing(head, limits, None)
+    }
+
+    /// [`finish`](HeadScanner::finish), with the header fields put into `spare` (cleared
+    /// first) instead of a new map: a connection hands in the map of the response it sent
+    /// last, whose allocations then serve the next request's fields.
+    pub fn finish_reusing(
+        &self,
+        head: &[u8],
+        limits: &Limits,
+        spare: Option<HeaderMap>,
+    ) -> Result<Head, HttpError> {
+        match parse_complete(head, self.fields, limits, spare) {
             Err(e) if self.fast => {
                 // The fast path left the byte rules unchecked: the full scan names the error
                 // the byte path would have (or, if it finds none, the parse's stands).
@@ -430,7 +442,12 @@ fn check_request_line(line: &[u8]) -> Result<(), HttpError> {
     }
 }
 
-fn parse_complete(buf: &[u8], fields: usize, limits: &Limits) -> Result<Head, HttpError> {
+fn parse_complete(
+    buf: &[u8],
+    fields: usize,
+    limits: &Limits,
+    spare: Option<HeaderMap>,
+) -> Result<Head, HttpError> {
     // The usual head has a handful of fields: their slots live on the stack.
     let mut stack = [httparse::EMPTY_HEADER; 16];
     let mut heap;
@@ -464,8 +481,16 @@ fn parse_complete(buf: &[u8], fields: usize, limits: &Limits) -> Result<Head, Ht
         .ok_or(HttpError::BadRequestLine)?;
     let target = parse_target(&method, req.path.unwrap_or(""))?;
 
-    let mut headers =
-        HeaderMap::try_with_capacity(req.headers.len()).map_err(|_| HttpError::TooManyHeaders)?;
+    let mut headers = match spare {
+        Some(mut map) => {
+            map.clear();
+            map.try_reserve(req.headers.len())
+                .map_err(|_| HttpError::TooManyHeaders)?;
+            map
+        }
+        None => HeaderMap::try_with_capacity(req.headers.len())
+            .map_err(|_| HttpError::TooManyHeaders)?,
+    };
     // Which framing-relevant fields are present, noted while inserting (comparing a standard
     // name is an integer compare), so the checks below look up only what is there.
     let mut seen = Seen::default();
@@ -505,8 +530,11 @@ fn parse_target(method: &Method, raw: &str) -> Result<Uri, HttpError> {
         return Err(HttpError::BadTarget);
     }
     let uri: Uri = if raw == "/" {
-        // The most common target of all: parsing it would copy it into a new allocation.
-        Uri::from_static("/")
+        // The most common target of all: parsed once per thread (parsing it would copy it
+        // into a new allocation; `from_static` would parse it again), then cloned, which for
+        // a static `Uri` copies two pointers.
+        thread_local!(static ROOT: Uri = Uri::from_static("/"));
+        ROOT.with(Uri::clone)
     } else {
         raw.parse().map_err(|_| HttpError::BadTarget)?
     };

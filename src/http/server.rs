@@ -718,6 +718,8 @@ fn respond(
         }
     };
     let status = parts.status;
+    // Written: the map's allocations can hold the next request's fields.
+    c.conn.borrow_mut().recycle_headers(parts.headers);
     let (sent, keep) = match body {
         ResponseBody::Empty => (c.send(out).map(|()| 0), enc.keep_alive()),
         ResponseBody::Bytes(b) => (send_bytes(c, out, enc.framing(), &b), enc.keep_alive()),
