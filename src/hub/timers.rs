@@ -235,6 +235,7 @@ fn prepare_vec<X>(v: &mut Vec<X>, n: usize, from: usize, was_at: usize) -> usize
     }
     at
 }
+
 /// Children per heap node. Four halves the depth of a binary heap and keeps the children of
 /// a node within one or two cache lines.
 const ARITY: usize = 4;
