@@ -272,3 +272,42 @@ fn threads_that_used_grove_leave_no_file_descriptors_behind() {
     let e = handles[0].schedule(|| ()).unwrap_err();
     assert!(e.to_string().contains("exited"), "{e}");
 }
+
+/// A sleep or a timed wait counts from the hub's clock read at the end of the turn it was
+/// called in, never from an earlier one: however long what ran before it in the turn took
+/// (another greenlet, or its own greenlet), it never ends early.
+#[test]
+fn sleeps_and_timed_waits_never_end_early_whatever_ran_before_them() {
+    each_backend(|_| {
+        let busy = |d: Duration| {
+            let t = Instant::now();
+            while t.elapsed() < d {
+                std::hint::spin_loop();
+            }
+        };
+        // Runs before the sleeper in its first turns, then is gone.
+        let hog = spawn(move || {
+            for _ in 0..4 {
+                busy(Duration::from_millis(1));
+                yield_now();
+            }
+        });
+        let sleeper = spawn(move || {
+            let ev = grove::Event::new();
+            for i in 0..24u32 {
+                let d = Duration::from_micros(200 * u64::from(i % 4 + 1));
+                busy(Duration::from_millis(1)); // longer than the sleep
+                let t = Instant::now();
+                if i % 2 == 0 {
+                    sleep(d);
+                } else {
+                    assert!(!ev.wait_timeout(d), "nobody sets it");
+                }
+                let took = t.elapsed();
+                assert!(took >= d, "round {i}: asked {d:?}, woke after {took:?}");
+            }
+        });
+        sleeper.get().unwrap();
+        hog.get().unwrap();
+    });
+}

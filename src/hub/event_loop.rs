@@ -9,7 +9,8 @@
 //! ```text
 //!   ┌─> 1. callbacks sent from other threads (HubHandle)
 //!   │   2. run the greenlets that were ready at the start of the turn (FIFO, bounded)
-//!   │   3. fire expired timers (in deadline order, FIFO among equals)
+//!   │   3. read the clock (if any timer is pending), arm the sleeps and timeouts added
+//!   │      during the turn with it, fire expired timers (deadline order, FIFO among equals)
 //!   │   4. poll I/O: without blocking if anything is ready (at most every 64 runs, and
 //!   │      only if a greenlet waits for an fd), else until the next timer
 //!   │      (about to wait a millisecond or more? first unmap a batch of retired stacks)
@@ -673,6 +674,8 @@ pub(crate) struct Hub {
     /// I/O operations the running greenlet completed without waiting since the hub last
     /// switched into it (see [`note_immediate_io`]).
     io_streak: Cell<u32>,
+    /// What the clock read last (for estimates only: see [`sleep`]).
+    last_now: Cell<Deadline>,
 }
 
 /// This thread's hub, torn down at thread exit:
@@ -877,6 +880,7 @@ fn create_hub() -> Rc<Hub> {
         registry: RefCell::new((Vec::new(), Vec::new())),
         probe,
         io_streak: Cell::new(0),
+        last_now: Cell::new(Deadline::ZERO),
     });
     HUB.with(|h| *h.0.borrow_mut() = Some(hub.clone()));
     HUB_PTR.with(|p| p.set(Rc::as_ptr(&hub)));
@@ -959,7 +963,11 @@ pub(crate) fn is_current(task: &Task) -> bool {
 
 /// The hub's clock, now.
 pub(crate) fn now() -> Deadline {
-    with_hub(|h| h.clock.now())
+    with_hub(|h| {
+        let now = h.clock.now();
+        h.last_now.set(now);
+        now
+    })
 }
 
 /// The deadline `d` from now (saturating).
@@ -1087,21 +1095,29 @@ impl Drop for TimerGuard {
 }
 
 /// A timer that wakes `w` with [`Wake::Timeout`] after `timeout` (none for `None`), cancelled
-/// when the guard drops.
+/// when the guard drops. It counts from the hub's next clock read (see [`add_timer_after`]).
 #[inline]
 pub(crate) fn timeout_guard(w: &Waker, timeout: Option<Duration>) -> TimerGuard {
-    TimerGuard(timeout.map(|d| add_timer(deadline_after(d), TimerAction::wake(w))))
+    TimerGuard(timeout.map(|d| add_timer_after(d, TimerAction::wake(w))))
 }
 
-/// Suspends the running greenlet for `d`; other greenlets run meanwhile. A zero duration
-/// yields ([`yield_now`]). `Duration::MAX` and deadlines past the clock's range are clamped.
+/// Suspends the running greenlet for at least `d`; other greenlets run meanwhile. A zero
+/// duration yields ([`yield_now`]). `Duration::MAX` and deadlines past the clock's range are
+/// clamped.
+///
+/// The time counts from the hub's next clock read, at the end of the turn this call is in,
+/// never from earlier: a sleep never ends early, and it ends late by at most what the rest of
+/// the turn took (the hub could not have woken it sooner). So a sleep costs no clock read of
+/// its own.
 pub fn sleep(d: Duration) {
     if d.is_zero() {
         return yield_now();
     }
-    let deadline = deadline_after(d);
-    park(Waiting::Sleep(deadline), |w| {
-        TimerGuard(Some(add_timer(deadline, TimerAction::wake(w))))
+    // For `run_info` only: the deadline from the hub's last clock read (the timer's own is
+    // set when the hub arms it).
+    let about = with_hub(|h| Deadline::after(h.last_now.get(), d));
+    park(Waiting::Sleep(about), |w| {
+        TimerGuard(Some(add_timer_after(d, TimerAction::wake(w))))
     });
 }
 
@@ -1109,6 +1125,16 @@ pub fn sleep(d: Duration) {
 #[inline]
 pub(crate) fn add_timer(deadline: Deadline, action: TimerAction) -> TimerId {
     with_hub(|h| h.timers.borrow_mut().insert(deadline, action))
+}
+
+/// Registers a timer that runs `action` `delay` after the hub's next clock read, which comes
+/// at the end of the current turn (step 3 of the loop): later than this call, so the timer
+/// is due no earlier than `delay` from now, and without a clock read per timer. A clock read
+/// is tens of nanoseconds, a good part of what a greenlet's first sleep costs; a burst of
+/// sleeps in one turn (a hundred thousand greenlets starting) now pays one per turn.
+#[inline]
+pub(crate) fn add_timer_after(delay: Duration, action: TimerAction) -> TimerId {
+    with_hub(|h| h.timers.borrow_mut().insert_unarmed(delay, action))
 }
 
 /// Cancels a timer (no-op if it fired).
@@ -1422,10 +1448,14 @@ fn run_loop() {
         since_poll += n;
 
         // 3. Timers (the clock is read only when some are pending: it costs tens of ns).
+        //    The first `pop_expired` arms the timers added during the turn with this `now`
+        //    (see `add_timer_after`).
         let now = if hub.timers.borrow().is_empty() {
             Deadline::ZERO
         } else {
-            hub.clock.now()
+            let now = hub.clock.now();
+            hub.last_now.set(now);
+            now
         };
         loop {
             let fired = hub.timers.borrow_mut().pop_expired(now);

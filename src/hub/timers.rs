@@ -17,7 +17,13 @@
 //!   its value (in a parallel `Vec<Option<T>>`); a [`TimerId`] is (slot, generation), so
 //!   cancelling or rescheduling is O(log n) and an id whose timer has fired or been cancelled
 //!   is simply stale: it returns `None` or `false`, never panics, and never touches a newer
-//!   timer that reuses its slot.
+//!   timer that reuses its slot;
+//! - a timer can also be inserted *unarmed*, with a delay instead of a deadline
+//!   ([`TimerQueue::insert_unarmed`]): it waits in a short list, its FIFO place already
+//!   taken, until the next [`TimerQueue::arm`] (or `pop_expired`) gives it `now + delay`. A
+//!   caller that wants "in `delay` from now" then needs no clock read of its own: the next
+//!   `now` it passes in was read later. A slot's position says which of the two places its
+//!   timer is in (the top bit marks the list).
 //!
 //! Memory is `16 + 8 + size_of::<Option<T>>()` bytes per timer, plus `Vec` growth slack:
 //! 32 bytes per timer for an 8-byte `T` with a niche (a `Box`, an `Rc`, a `NonZeroU64`), 40
@@ -257,6 +263,31 @@ pub struct TimerQueue<T> {
     /// by an insert past the prepared count) is prepared again from its length.
     prepared: usize,
     prepared_at: [usize; 2],
+    /// Timers inserted with [`insert_unarmed`](TimerQueue::insert_unarmed), in insertion
+    /// order, waiting for the `now` of the next [`arm`](TimerQueue::arm). A cancelled or
+    /// rescheduled one stays as a tombstone (slot `NONE`) until then.
+    unarmed: Vec<Unarmed>,
+    /// How many of `unarmed` are not tombstones.
+    unarmed_live: usize,
+}
+
+/// A timer waiting to be armed: due `delay` nanoseconds after the `now` it is armed with.
+#[derive(Clone, Copy, Debug)]
+struct Unarmed {
+    delay: u64,
+    /// Its place in the FIFO order, taken when it was inserted.
+    seq: u32,
+    slot: u32,
+}
+
+/// A slot's `link` with this bit set: its timer is unarmed, at index `link & !UNARMED` of
+/// `unarmed`. Heap positions stay below it (at most `UNARMED - 1` timers are pending).
+const UNARMED: u32 = 1 << 31;
+
+/// Where a live timer is.
+enum Place {
+    Heap(usize),
+    Unarmed(usize),
 }
 
 impl<T> Default for TimerQueue<T> {
@@ -276,6 +307,8 @@ impl<T> TimerQueue<T> {
             next_seq: 0,
             prepared: 0,
             prepared_at: [0; 2],
+            unarmed: Vec::new(),
+            unarmed_live: 0,
         }
     }
 
@@ -289,6 +322,8 @@ impl<T> TimerQueue<T> {
             next_seq: 0,
             prepared: 0,
             prepared_at: [0; 2],
+            unarmed: Vec::new(),
+            unarmed_live: 0,
         }
     }
 
@@ -326,14 +361,14 @@ impl<T> TimerQueue<T> {
         self.prepared_at = at;
     }
 
-    /// The number of pending timers.
+    /// The number of pending timers (armed or not).
     pub fn len(&self) -> usize {
-        self.heap.len()
+        self.heap.len() + self.unarmed_live
     }
 
-    /// Whether no timer is pending.
+    /// Whether no timer is pending (armed or not).
     pub fn is_empty(&self) -> bool {
-        self.heap.is_empty()
+        self.heap.is_empty() && self.unarmed_live == 0
     }
 
     /// Bytes this queue has allocated (heap and slab capacity; not what the values
@@ -350,28 +385,10 @@ impl<T> TimerQueue<T> {
     ///
     /// # Panics
     ///
-    /// If more than `u32::MAX - 1` timers are pending at once.
+    /// If more than `2^31 - 1` timers are pending at once.
     pub fn insert(&mut self, deadline: Deadline, value: T) -> TimerId {
         let pos = self.heap.len() as u32;
-        let (slot, generation) = if self.free != NONE {
-            let slot = self.free;
-            let m = &mut self.meta[slot as usize];
-            self.free = m.link;
-            m.link = pos;
-            self.values[slot as usize] = Some(value);
-            (slot, m.generation)
-        } else {
-            let slot = u32::try_from(self.meta.len())
-                .ok()
-                .filter(|&s| s != NONE)
-                .expect("grove: more than u32::MAX - 1 pending timers");
-            self.meta.push(Meta {
-                generation: 0,
-                link: pos,
-            });
-            self.values.push(Some(value));
-            (slot, 0)
-        };
+        let (slot, generation) = self.take_slot(value, pos);
         let seq = self.take_seq();
         self.heap.push(Entry {
             deadline: deadline.0,
@@ -382,11 +399,60 @@ impl<T> TimerQueue<T> {
         TimerId { slot, generation }
     }
 
+    /// Adds a timer due `delay` after the `now` of the next [`arm`](Self::arm) (which
+    /// [`pop_expired`](Self::pop_expired) does first), and returns its id. O(1).
+    ///
+    /// For a caller that wants a timer `delay` from *now* without reading a clock: the next
+    /// `now` the queue is given is read later than this call, so the timer is due no
+    /// earlier than `delay` after it. Until armed, the timer counts in [`len`](Self::len),
+    /// can be cancelled, rescheduled and looked up, but has no [`deadline`](Self::deadline)
+    /// and does not count in [`next_deadline`](Self::next_deadline). Its place in the FIFO
+    /// order among equal deadlines is taken now, as [`insert`](Self::insert) takes it.
+    ///
+    /// # Panics
+    ///
+    /// If more than `2^31 - 1` timers are pending at once.
+    pub fn insert_unarmed(&mut self, delay: Duration, value: T) -> TimerId {
+        let at = self.unarmed.len() as u32;
+        let (slot, generation) = self.take_slot(value, UNARMED | at);
+        let seq = self.take_seq();
+        self.unarmed.push(Unarmed {
+            delay: u64::try_from(delay.as_nanos()).unwrap_or(u64::MAX),
+            seq,
+            slot,
+        });
+        self.unarmed_live += 1;
+        TimerId { slot, generation }
+    }
+
+    /// Arms the timers inserted with [`insert_unarmed`](Self::insert_unarmed): each is due
+    /// its delay after `now` (saturating). `now` must have been read after they were
+    /// inserted. O(k log n) for k unarmed timers.
+    pub fn arm(&mut self, now: Deadline) {
+        if self.unarmed.is_empty() {
+            return;
+        }
+        let mut list = core::mem::take(&mut self.unarmed);
+        for u in list.drain(..).filter(|u| u.slot != NONE) {
+            let pos = self.heap.len();
+            self.heap.push(Entry {
+                deadline: now.0.saturating_add(u.delay),
+                seq: u.seq,
+                slot: u.slot,
+            });
+            self.sift_up(pos);
+        }
+        self.unarmed = list; // empty, keeping its room
+        self.unarmed_live = 0;
+    }
+
     /// Removes the timer `id` and returns its value, or `None` if `id` is stale (fired or
     /// cancelled already) or was never issued by this queue. O(log n); never panics.
     pub fn cancel(&mut self, id: TimerId) -> Option<T> {
-        let pos = self.position(id)?;
-        self.remove_at(pos);
+        match self.locate(id)? {
+            Place::Heap(pos) => self.remove_at(pos),
+            Place::Unarmed(i) => self.bury(i),
+        }
         Some(self.free_slot(id.slot))
     }
 
@@ -396,8 +462,21 @@ impl<T> TimerQueue<T> {
     /// A rescheduled timer counts as newly inserted for the FIFO rule: it fires after every
     /// timer already pending with the same deadline, even if its deadline did not change.
     pub fn reschedule(&mut self, id: TimerId, deadline: Deadline) -> bool {
-        let Some(pos) = self.position(id) else {
-            return false;
+        let pos = match self.locate(id) {
+            None => return false,
+            Some(Place::Heap(pos)) => pos,
+            Some(Place::Unarmed(i)) => {
+                // Armed now, at the deadline given: into the heap (sifted below).
+                self.bury(i);
+                let pos = self.heap.len();
+                self.heap.push(Entry {
+                    deadline: deadline.0,
+                    seq: 0,
+                    slot: id.slot,
+                });
+                self.meta[id.slot as usize].link = pos as u32;
+                pos
+            }
         };
         let seq = self.take_seq();
         let entry = &mut self.heap[pos];
@@ -409,7 +488,7 @@ impl<T> TimerQueue<T> {
         true
     }
 
-    /// The earliest pending deadline, or `None` if no timer is pending. O(1).
+    /// The earliest deadline of the armed timers, or `None` if none is pending. O(1).
     pub fn next_deadline(&self) -> Option<Deadline> {
         self.heap.first().map(|e| Deadline(e.deadline))
     }
@@ -419,7 +498,12 @@ impl<T> TimerQueue<T> {
     ///
     /// Calling it until it returns `None` yields every expired timer in deadline order, and
     /// timers with equal deadlines in the order they were inserted (or last rescheduled).
+    ///
+    /// It first [arms](Self::arm) the unarmed timers with `now`.
     pub fn pop_expired(&mut self, now: Deadline) -> Option<(TimerId, T)> {
+        if !self.unarmed.is_empty() {
+            self.arm(now);
+        }
         let top = *self.heap.first()?;
         if top.deadline > now.0 {
             return None;
@@ -438,13 +522,15 @@ impl<T> TimerQueue<T> {
 
     /// Whether `id` names a pending timer.
     pub fn contains(&self, id: TimerId) -> bool {
-        self.position(id).is_some()
+        self.locate(id).is_some()
     }
 
-    /// The deadline of the pending timer `id`, or `None` if `id` is stale.
+    /// The deadline of the pending timer `id`, or `None` if `id` is stale or not armed yet.
     pub fn deadline(&self, id: TimerId) -> Option<Deadline> {
-        self.position(id)
-            .map(|pos| Deadline(self.heap[pos].deadline))
+        match self.locate(id)? {
+            Place::Heap(pos) => Some(Deadline(self.heap[pos].deadline)),
+            Place::Unarmed(_) => None,
+        }
     }
 
     /// The value of the pending timer `id`, or `None` if `id` is stale.
@@ -476,24 +562,71 @@ impl<T> TimerQueue<T> {
         seq
     }
 
-    /// Gives the pending timers the sequence numbers `0..len` in the order they had (all were
-    /// handed out in increasing order since the last renumbering, so that is insertion
-    /// order): no comparison between two entries changes, so the heap stays ordered.
+    /// Gives the pending timers, armed and unarmed, the sequence numbers `0..len` in the
+    /// order they had (all were handed out in increasing order since the last renumbering,
+    /// so that is insertion order): no comparison between two entries changes, so the heap
+    /// stays ordered.
     #[cold]
     fn renumber(&mut self) {
-        let mut order: Vec<u32> = (0..self.heap.len() as u32).collect();
-        order.sort_unstable_by_key(|&i| self.heap[i as usize].seq);
-        for (seq, &i) in order.iter().enumerate() {
-            self.heap[i as usize].seq = seq as u32;
+        // (seq, true for the heap, index)
+        let mut order: Vec<(u32, bool, usize)> = (self.heap.iter().enumerate())
+            .map(|(i, e)| (e.seq, true, i))
+            .chain(
+                (self.unarmed.iter().enumerate())
+                    .filter(|(_, u)| u.slot != NONE)
+                    .map(|(i, u)| (u.seq, false, i)),
+            )
+            .collect();
+        order.sort_unstable_by_key(|&(seq, ..)| seq);
+        for (seq, &(_, heap, i)) in order.iter().enumerate() {
+            match heap {
+                true => self.heap[i].seq = seq as u32,
+                false => self.unarmed[i].seq = seq as u32,
+            }
         }
-        self.next_seq = self.heap.len() as u32;
+        self.next_seq = order.len() as u32;
     }
 
-    /// The heap index of the live timer `id`.
-    fn position(&self, id: TimerId) -> Option<usize> {
+    /// Takes a free slot (or a new one) for `value`, its `link` set to `link`; returns it and
+    /// its generation.
+    fn take_slot(&mut self, value: T, link: u32) -> (u32, u32) {
+        if self.free != NONE {
+            let slot = self.free;
+            let m = &mut self.meta[slot as usize];
+            self.free = m.link;
+            m.link = link;
+            self.values[slot as usize] = Some(value);
+            (slot, m.generation)
+        } else {
+            let slot = u32::try_from(self.meta.len())
+                .ok()
+                .filter(|&s| s < UNARMED - 1)
+                .expect("grove: more than 2^31 - 1 pending timers");
+            self.meta.push(Meta {
+                generation: 0,
+                link,
+            });
+            self.values.push(Some(value));
+            (slot, 0)
+        }
+    }
+
+    /// Where the live timer `id` is.
+    fn locate(&self, id: TimerId) -> Option<Place> {
         let m = self.meta.get(id.slot as usize)?;
-        let live = m.generation == id.generation && self.values[id.slot as usize].is_some();
-        live.then_some(m.link as usize)
+        if m.generation != id.generation || self.values[id.slot as usize].is_none() {
+            return None;
+        }
+        Some(match m.link & UNARMED {
+            0 => Place::Heap(m.link as usize),
+            _ => Place::Unarmed((m.link & !UNARMED) as usize),
+        })
+    }
+
+    /// Leaves the unarmed timer at index `i` as a tombstone (its slot is the caller's).
+    fn bury(&mut self, i: usize) {
+        self.unarmed[i].slot = NONE;
+        self.unarmed_live -= 1;
     }
 
     /// Empties `slot` (which must be occupied and already out of the heap), bumps its
@@ -610,8 +743,30 @@ impl<T> TimerQueue<T> {
             self.values.len(),
             "slab halves differ in length"
         );
+        let mut live = 0;
+        for (i, u) in self.unarmed.iter().enumerate() {
+            if u.slot == NONE {
+                continue;
+            }
+            live += 1;
+            let slot = u.slot as usize;
+            assert!(
+                self.values[slot].is_some(),
+                "unarmed {i} points at a vacant slot"
+            );
+            assert_eq!(
+                self.meta[slot].link,
+                UNARMED | i as u32,
+                "slot {slot} has a wrong unarmed index"
+            );
+        }
+        assert_eq!(live, self.unarmed_live, "unarmed count");
         let occupied = self.values.iter().filter(|v| v.is_some()).count();
-        assert_eq!(occupied, self.heap.len(), "occupied slots != heap entries");
+        assert_eq!(
+            occupied,
+            self.heap.len() + live,
+            "occupied slots != heap entries + unarmed"
+        );
         let mut free = 0;
         let mut at = self.free;
         while at != NONE {
@@ -834,6 +989,44 @@ mod tests {
         assert_eq!(sevens, want);
     }
 
+    #[test]
+    fn unarmed_timers_keep_their_place_among_equal_deadlines() {
+        // Armed at 0 with a delay of 7, an unarmed timer is due at 7 like `insert(d(7))`, and
+        // comes out in insertion order among them, across a renumbering too.
+        let mut q = TimerQueue::new();
+        let mut want = Vec::new();
+        for i in 0..20u32 {
+            if i == 10 {
+                q.next_seq = u32::MAX - 5;
+            }
+            let id = if i % 2 == 0 {
+                q.insert(d(7), i)
+            } else {
+                q.insert_unarmed(Duration::from_nanos(7), i)
+            };
+            if i % 5 == 4 {
+                assert_eq!(q.cancel(id), Some(i));
+            } else {
+                want.push(i);
+            }
+        }
+        assert!(q.next_seq < 100, "renumbered");
+        q.check_invariants();
+        assert_eq!(q.len(), want.len());
+        assert_eq!(
+            q.next_deadline(),
+            Some(d(7)),
+            "only the armed ones count before arming"
+        );
+        assert_eq!(q.pop_expired(d(0)), None, "armed at 0: due at 7");
+        q.check_invariants();
+        let got: Vec<u32> = core::iter::from_fn(|| q.pop_expired(d(7)))
+            .map(|(_, v)| v)
+            .collect();
+        assert_eq!(got, want);
+        assert!(q.is_empty());
+    }
+
     /// A million timers: insert in a scrambled order, cancel every other one, pop the rest.
     /// Takes about a second in a debug build; `GROVE_STRESS=1` multiplies it by 4.
     #[test]
@@ -935,6 +1128,10 @@ mod tests {
         PopOne,
         /// Make room for this many timers (changes nothing observable).
         Prepare(u16),
+        /// Insert unarmed, due `delay` after the `now` it is armed with.
+        InsertUnarmed(u8),
+        /// Arm the unarmed timers with `now`.
+        Arm,
     }
 
     fn op() -> impl Strategy<Value = Op> {
@@ -947,18 +1144,28 @@ mod tests {
             1 => Just(Op::PopAll),
             2 => Just(Op::PopOne),
             1 => any::<u16>().prop_map(|n| Op::Prepare(n % 600)),
+            3 => any::<u8>().prop_map(|x| Op::InsertUnarmed(x % 16)),
+            1 => Just(Op::Arm),
         ]
     }
 
-    /// The reference: a plain Vec of (deadline, seq, id, value), searched linearly.
+    /// The reference: a plain Vec of (deadline, seq, id, value), searched linearly, and the
+    /// unarmed ones as (delay, seq, id, value).
     #[derive(Default)]
     struct Model {
         live: Vec<(u64, u64, TimerId, u32)>,
+        unarmed: Vec<(u64, u64, TimerId, u32)>,
         seq: u64,
     }
 
     impl Model {
+        fn arm(&mut self, now: u64) {
+            for (delay, seq, id, v) in self.unarmed.drain(..) {
+                self.live.push((now.saturating_add(delay), seq, id, v));
+            }
+        }
         fn pop_expired(&mut self, now: u64) -> Option<(TimerId, u32)> {
+            self.arm(now);
             let i = (0..self.live.len())
                 .filter(|&i| self.live[i].0 <= now)
                 .min_by_key(|&i| (self.live[i].0, self.live[i].1))?;
@@ -967,6 +1174,9 @@ mod tests {
         }
         fn find(&self, id: TimerId) -> Option<usize> {
             self.live.iter().position(|e| e.2 == id)
+        }
+        fn find_unarmed(&self, id: TimerId) -> Option<usize> {
+            self.unarmed.iter().position(|e| e.2 == id)
         }
     }
 
@@ -987,22 +1197,44 @@ mod tests {
                     m.seq += 1;
                     next_value += 1;
                 }
+                Op::InsertUnarmed(delay) => {
+                    let id = q.insert_unarmed(Duration::from_nanos(delay as u64), next_value);
+                    assert!(!issued.contains(&id), "id {id:?} issued twice");
+                    issued.push(id);
+                    m.unarmed.push((delay as u64, m.seq, id, next_value));
+                    m.seq += 1;
+                    next_value += 1;
+                }
+                Op::Arm => {
+                    q.arm(d(now));
+                    m.arm(now);
+                }
                 Op::Cancel(i) if !issued.is_empty() => {
                     let id = issued[i % issued.len()];
-                    let want = m.find(id).map(|i| m.live.remove(i).3);
+                    let want = match (m.find(id), m.find_unarmed(id)) {
+                        (Some(i), _) => Some(m.live.remove(i).3),
+                        (None, Some(i)) => Some(m.unarmed.remove(i).3),
+                        (None, None) => None,
+                    };
                     assert_eq!(q.cancel(id), want);
                 }
                 Op::Reschedule(i, delay) if !issued.is_empty() => {
                     let id = issued[i % issued.len()];
                     let dl = now + delay as u64;
-                    let want = match m.find(id) {
-                        Some(i) => {
+                    let want = match (m.find(id), m.find_unarmed(id)) {
+                        (Some(i), _) => {
                             m.live[i].0 = dl;
                             m.live[i].1 = m.seq;
                             m.seq += 1;
                             true
                         }
-                        None => false,
+                        (None, Some(i)) => {
+                            let (_, _, id, v) = m.unarmed.remove(i);
+                            m.live.push((dl, m.seq, id, v));
+                            m.seq += 1;
+                            true
+                        }
+                        (None, None) => false,
                     };
                     assert_eq!(q.reschedule(id, d(dl)), want);
                 }
@@ -1025,8 +1257,8 @@ mod tests {
                     }
                 },
             }
-            assert_eq!(q.len(), m.live.len());
-            assert_eq!(q.is_empty(), m.live.is_empty());
+            assert_eq!(q.len(), m.live.len() + m.unarmed.len());
+            assert_eq!(q.is_empty(), m.live.is_empty() && m.unarmed.is_empty());
             assert_eq!(
                 q.next_deadline(),
                 m.live.iter().map(|e| d(e.0)).min(),
@@ -1035,6 +1267,11 @@ mod tests {
             for &(dl, _, id, v) in &m.live {
                 assert_eq!(q.get(id), Some(&v));
                 assert_eq!(q.deadline(id), Some(d(dl)));
+            }
+            for &(_, _, id, v) in &m.unarmed {
+                assert_eq!(q.get(id), Some(&v));
+                assert!(q.contains(id));
+                assert_eq!(q.deadline(id), None, "an unarmed timer has no deadline yet");
             }
             q.check_invariants();
         }
