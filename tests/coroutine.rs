@@ -266,7 +266,7 @@ fn a_body_may_block_cooperatively_inside_a_greenlet() {
         }));
     }
     for g in gs {
-        g.join().unwrap();
+        g.get().unwrap();
     }
     assert_eq!(*log.borrow(), ["a0", "b0", "a1", "b1"]);
 }

@@ -213,7 +213,7 @@ fn iwait_yields_in_the_order_things_became_ready() {
         let objs: [&dyn Waitable; 3] = [&slow, &*ev, &fast];
         let order: Vec<usize> = iwait(&objs, Some(Duration::from_secs(5))).collect();
         assert_eq!(order, [2, 1, 0]);
-        setter.join().unwrap();
+        setter.get().unwrap();
         // Those ready already come first, in list order.
         let order: Vec<usize> = iwait(&objs, None).collect();
         assert_eq!(order, [0, 1, 2]);
@@ -447,8 +447,8 @@ fn run_info_shows_every_greenlet_its_state_and_the_spawn_tree() {
             "{text}"
         );
         ev.set();
-        parent.join().unwrap();
-        waiter.join().unwrap();
+        parent.get().unwrap();
+        waiter.get().unwrap();
         // Finished greenlets leave the report.
         assert!(run_info()
             .greenlets
@@ -530,7 +530,7 @@ fn the_monitor_reports_a_greenlet_that_hogs_the_hub_once_per_incident() {
                 }
             })
             .unwrap();
-        polite.join().unwrap();
+        polite.get().unwrap();
         // A hog: 300 ms without yielding.
         let hog = grove::Builder::new()
             .name("hog")
@@ -541,7 +541,7 @@ fn the_monitor_reports_a_greenlet_that_hogs_the_hub_once_per_incident() {
                 }
             })
             .unwrap();
-        hog.join().unwrap();
+        hog.get().unwrap();
         sleep(Duration::from_millis(100));
     })
     .join()
@@ -594,14 +594,14 @@ fn current_names_the_running_greenlet_and_outside_any_the_main_one() {
             })
             .collect();
         let anonymous = spawn(|| grove::current().name().map(String::from));
-        for g in &gs {
-            g.join().unwrap();
-        }
-        assert_eq!(anonymous.get().unwrap(), None);
         let want: Vec<_> = gs
             .iter()
             .map(|g| (g.id(), g.name().map(String::from), false, true))
             .collect();
+        for g in gs {
+            g.get().unwrap();
+        }
+        assert_eq!(anonymous.get().unwrap(), None);
         assert_eq!(*seen.borrow(), want);
         assert!(want.iter().all(|w| w.0 != main_id));
         assert_eq!(grove::current().id(), main_id);

@@ -31,8 +31,8 @@ fn spawn_runs_later_in_fifo_order() {
             log.borrow().is_empty(),
             "spawn must not run the greenlet at once"
         );
-        for g in &gs {
-            g.join().unwrap();
+        for g in gs {
+            g.get().unwrap();
         }
         assert_eq!(*log.borrow(), vec![0, 1, 2, 3, 4]);
     });
@@ -52,8 +52,8 @@ fn yielding_interleaves_equally_ready_greenlets() {
             })
         };
         let (a, b) = (mk("a"), mk("b"));
-        a.join().unwrap();
-        b.join().unwrap();
+        a.get().unwrap();
+        b.get().unwrap();
         assert_eq!(*log.borrow(), ["a0", "b0", "a1", "b1", "a2", "b2"]);
     });
 }
@@ -105,7 +105,7 @@ fn a_yield_loop_cannot_starve_timers() {
             sleep(Duration::from_millis(5));
             *done.borrow_mut() = true;
         });
-        sleeper.join().unwrap();
+        sleeper.get().unwrap();
         assert!(spinner.get().unwrap() > 0);
     });
 }
@@ -161,7 +161,7 @@ fn wait_readable_times_out_then_wakes_on_data() {
         let t = Instant::now();
         grove::wait_readable(rfd, Some(Duration::from_secs(5))).unwrap();
         assert!(t.elapsed() >= Duration::from_millis(5));
-        writer.join().unwrap();
+        writer.get().unwrap();
         grove::wait_writable(wfd, Some(Duration::from_secs(5))).unwrap();
         drop((r, w));
     });
@@ -226,8 +226,8 @@ fn a_yield_loop_cannot_starve_io() {
             grove::wait_readable(rfd, None).unwrap();
             *done.borrow_mut() = true;
         });
-        reader.join().unwrap();
-        spinner.join().unwrap();
+        reader.get().unwrap();
+        spinner.get().unwrap();
         drop((r, w));
     });
 }
@@ -244,7 +244,7 @@ fn threads_that_used_grove_leave_no_file_descriptors_behind() {
     let run = |keep_one_parked: bool| {
         std::thread::spawn(move || {
             let g = spawn(|| sleep(Duration::from_millis(1)));
-            g.join().unwrap();
+            g.get().unwrap();
             if keep_one_parked {
                 // A greenlet still parked at thread exit: the hub is leaked, its fds are not.
                 let ev = Box::leak(Box::new(grove::Event::new()));

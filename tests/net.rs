@@ -66,7 +66,7 @@ fn echo_serves_many_connections_at_once() {
             })
             .collect();
         for c in clients {
-            c.join().unwrap();
+            c.get().unwrap();
         }
         assert!(server.stop(Duration::from_secs(5)));
     });
@@ -161,7 +161,7 @@ fn half_close_lets_the_peer_finish_its_answer() {
         let mut answer = String::new();
         c.read_to_string(&mut answer).unwrap();
         assert_eq!(answer, "got 1000 bytes");
-        server.join().unwrap();
+        server.get().unwrap();
     });
 }
 
@@ -316,7 +316,7 @@ fn write_all_that_fails_part_way_says_how_much_was_sent() {
         });
         let big = vec![1u8; 8 << 20];
         let e = (&a).write_all(&big).unwrap_err();
-        reader.join().unwrap();
+        reader.get().unwrap();
         let sent = PartialWrite::written_in(&e).expect("the error carries the count");
         assert!(sent >= 10_000 && sent < big.len(), "sent {sent}");
         assert_eq!(e.kind(), ErrorKind::BrokenPipe);
@@ -452,7 +452,7 @@ fn one_busy_connection_cannot_starve_the_others() {
         });
         let mut costs = client.get().unwrap();
         for b in busy {
-            b.join().unwrap();
+            b.get().unwrap();
         }
         assert!(
             costs.len() >= 20,
@@ -495,7 +495,7 @@ fn udp_send_recv_connect_and_timeouts() {
         let mut buf = [0u8; 64];
         assert_eq!(b.peek(&mut buf).unwrap(), 5);
         assert_eq!(b.recv(&mut buf).unwrap(), 5);
-        echo.join().unwrap();
+        echo.get().unwrap();
         b.set_read_timeout(Some(2 * MS)).unwrap();
         assert_eq!(b.recv(&mut buf).unwrap_err().kind(), ErrorKind::TimedOut);
         assert_ne!(aa, ba);
@@ -692,7 +692,7 @@ fn names_resolve_on_the_pool_while_other_greenlets_run() {
             .all(|a| a.port() == 8080 && a.ip().is_loopback()));
         let e = lookup_host("no-such-host.invalid", 1).unwrap_err();
         assert!(e.to_string().contains("no-such-host.invalid"), "{e}");
-        ticker.join().unwrap();
+        ticker.get().unwrap();
         let l = TcpListener::bind("localhost:0").unwrap();
         let port = l.local_addr().unwrap().port();
         let _c = TcpStream::connect(("localhost", port)).unwrap();

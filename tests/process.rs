@@ -73,7 +73,7 @@ fn stdin_piped_to_cat_round_trips() {
             .unwrap()
             .read_to_end(&mut back)
             .unwrap();
-        writer.join().unwrap();
+        writer.get().unwrap();
         assert!(child.wait().unwrap().success());
         assert_eq!(back.len(), data.len());
         assert!(back == data);

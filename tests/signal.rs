@@ -260,7 +260,7 @@ fn wait_returns_when_the_signal_arrives_or_the_timeout_passes() {
             raise(SIGUSR2);
         });
         assert!(signal::wait(SIGUSR2, Some(Duration::from_secs(10))).unwrap());
-        raiser.join().unwrap();
+        raiser.get().unwrap();
         assert!(!signal::wait(SIGWINCH, Some(Duration::from_millis(20))).unwrap());
         assert_eq!(disposition(SIGUSR2), libc::SIG_IGN);
     });

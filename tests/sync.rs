@@ -36,7 +36,7 @@ fn waiting_on_an_event_nothing_can_set_is_would_block_forever() {
         let e = ev.clone();
         let setter = spawn(move || e.set());
         assert_eq!(ev.wait(), Ok(()));
-        setter.join().unwrap();
+        setter.get().unwrap();
     });
 }
 
@@ -59,7 +59,7 @@ fn event_set_then_clear_at_once_still_wakes_everyone_already_waiting() {
         ev.clear();
         assert!(!ev.is_set());
         for g in gs {
-            g.join().unwrap();
+            g.get().unwrap();
         }
         assert_eq!(woke.get(), 5);
     });
@@ -76,7 +76,7 @@ fn event_wait_timeout_says_whether_it_was_set() {
             e.set()
         });
         assert!(ev.wait_timeout(Duration::from_secs(5)));
-        setter.join().unwrap();
+        setter.get().unwrap();
         assert!(
             ev.wait_timeout(Duration::ZERO),
             "a set event returns at once"
@@ -157,7 +157,7 @@ fn async_result_set_from_another_thread_wakes_the_waiting_greenlet() {
         let got = grove::timeout(Duration::from_secs(10), || r.get()).expect("woken in time");
         assert_eq!(got.unwrap(), "from a thread");
         assert_eq!(ticks.get(), 5, "other greenlets ran while we waited");
-        ticker.join().unwrap();
+        ticker.get().unwrap();
         th.join().unwrap();
     });
 }
@@ -202,7 +202,7 @@ fn semaphore_serves_waiters_in_the_order_they_began_waiting() {
         drop(first);
         assert!(sem.try_acquire().is_none(), "the permit went to g0");
         for g in gs {
-            g.join().unwrap();
+            g.get().unwrap();
         }
         assert_eq!(*order.borrow(), ["g0", "g1", "g2", "g3", "g4"]);
         assert_eq!(sem.available(), 1);
@@ -265,8 +265,8 @@ fn a_waiter_killed_or_timed_out_never_swallows_a_permit() {
         sleep(5 * MS); // impatient has given up
         victim.kill();
         sem.release().unwrap();
-        patient.join().unwrap();
-        impatient.join().unwrap();
+        patient.get().unwrap();
+        impatient.get().unwrap();
         assert_eq!(
             got.get(),
             1,
@@ -336,9 +336,9 @@ fn lock_excludes_others_and_only_its_owner_may_unlock() {
             Some(holder.id()),
             "a refused unlock changes nothing"
         );
-        holder.join().unwrap();
+        holder.get().unwrap();
         for g in gs {
-            g.join().unwrap();
+            g.get().unwrap();
         }
         assert_eq!(most.get(), 1, "never two inside at once");
         assert!(!lock.is_locked());
@@ -397,7 +397,7 @@ fn a_scoped_timeout_interrupts_a_lock_wait() {
         sleep(MS);
         let r = grove::timeout(5 * MS, || lock.lock().map(drop));
         assert!(r.is_err(), "the timeout fired inside the wait");
-        holder.join().unwrap();
+        holder.get().unwrap();
         assert!(
             lock.try_lock().is_some(),
             "the interrupted waiter took nothing"
@@ -452,7 +452,7 @@ fn a_bounded_queue_makes_putters_wait_and_serves_them_in_order() {
         let got: Vec<i32> = (0..4).map(|_| q.get().unwrap()).collect();
         assert_eq!(got, [1, 2, 3, 4]);
         for p in putters {
-            p.join().unwrap();
+            p.get().unwrap();
         }
         assert!(q.is_empty());
     });
@@ -482,7 +482,7 @@ fn blocked_getters_receive_items_in_put_order_and_newcomers_never_take_them() {
             "all three were handed over"
         );
         for g in getters {
-            g.join().unwrap();
+            g.get().unwrap();
         }
         assert_eq!(*got.borrow(), ["g0:10", "g1:11", "g2:12"]);
     });
@@ -569,7 +569,7 @@ fn task_done_and_join_track_every_put_item() {
         q.join().unwrap();
         assert_eq!(q.unfinished_tasks(), 0);
         assert_eq!(q.task_done(), Err(QueueError::NoUnfinishedTask));
-        worker.join().unwrap();
+        worker.get().unwrap();
     });
 }
 
@@ -619,7 +619,7 @@ fn queues_channels_semaphores_and_locks_work_with_wait_any() {
         let putter = spawn(move || c.put(1).unwrap());
         assert_eq!(wait_any(&objs, Some(Duration::from_secs(5))), Ok(1));
         assert_eq!(ch.get(), Ok(1));
-        putter.join().unwrap();
+        putter.get().unwrap();
         let q2 = q.clone();
         spawn(move || {
             sleep(MS);
@@ -647,7 +647,7 @@ fn a_channel_put_returns_only_once_a_getter_took_the_item() {
         assert!(!done.get(), "nobody took it yet");
         assert_eq!(ch.waiting_putters(), 1);
         assert_eq!(ch.get(), Ok("x"));
-        putter.join().unwrap();
+        putter.get().unwrap();
         assert!(done.get());
         assert_eq!(
             ch.try_put("y").unwrap_err().reason(),
@@ -731,7 +731,7 @@ fn an_mpsc_receiver_waits_cooperatively_for_senders_on_other_threads() {
         let rest: Vec<i32> = rx.iter().collect(); // ends when the sender is gone
         assert_eq!(rest, (1..100).collect::<Vec<_>>());
         assert_eq!(rx.try_recv(), Err(mpsc::TryRecvError::Disconnected));
-        ticker.join().unwrap();
+        ticker.get().unwrap();
         th.join().unwrap();
     });
 }
@@ -770,7 +770,7 @@ fn two_hubs_on_two_threads_play_ping_pong_through_mpsc() {
                     to_a.send(v + 1).unwrap();
                 }
             });
-            g.join().unwrap();
+            g.get().unwrap();
         });
         let mut v = 0;
         for _ in 0..1000 {
@@ -831,7 +831,7 @@ fn pool_add_and_spawn_with_a_timeout_fail_with_pool_full() {
         assert!(matches!(pool.try_spawn(|| ()), Err(PoolError::Full { .. })));
         assert!(!pool.wait_available(Some(MS)));
         assert!(pool.wait_available(Some(Duration::from_secs(5))));
-        busy.join().unwrap();
+        busy.get().unwrap();
         pool.add(&outsider, None).unwrap();
         assert!(pool.contains(&outsider));
         assert!(pool.is_full());

@@ -43,7 +43,7 @@ fn a_job_runs_on_a_pool_thread_while_greenlets_keep_running() {
         "the hub ran the ticker during the blocking call"
     );
     assert_eq!(ticks.get(), 5);
-    ticker.join().unwrap();
+    ticker.get().unwrap();
 }
 
 #[test]
@@ -113,7 +113,7 @@ fn threads_are_reused_and_the_size_bounds_concurrency() {
         })
         .collect();
     for j in jobs {
-        j.join().unwrap();
+        j.get().unwrap();
     }
     assert_eq!(most.load(Ordering::SeqCst), 2, "at most size() at once");
     assert!(threadpool::threads() <= 2);
