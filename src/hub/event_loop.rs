@@ -1324,8 +1324,8 @@ const PREFETCH_BATCH: usize = 4;
 const PREFETCH_HEADERS_AT: usize = 3;
 const PREFETCH_TASKS_AT: usize = 11;
 /// At every run, the hub loads the stack lines of the greenlet this many places ahead: its
-/// header and the lines below it, 1 KiB in all, about what a start (entry, body, a first
-/// blocking call, the switch back) writes.
+/// header and the lines below it, [`prefetch::START_BYTES`] in all, what a start (entry,
+/// body, a first blocking call, the switch back) touches.
 const PREFETCH_STACK_AT: usize = 1;
 
 /// Starts loading, into the cache, what the next greenlets in `ready` will touch when they
@@ -1341,8 +1341,9 @@ const PREFETCH_STACK_AT: usize = 1;
 ///   ahead (read from tasks loaded by an earlier batch). A batch at a time, so that the page
 ///   walks of the headers overlap: a prefetch waits for its walk;
 /// * at every run, the header and the frames below it of the greenlet [`PREFETCH_STACK_AT`]
-///   places ahead (its stack's page now in the TLB): 16 lines, which measured best (fewer
-///   leave the frames to the hardware prefetcher, which does not keep up).
+///   places ahead (its stack's page now in the TLB): the 13 lines a start touches (see
+///   [`prefetch::start_below`]: fewer leave frames to the hardware prefetcher, which does
+///   not keep up; more take fill buffers from the next greenlets' fetches).
 ///
 /// Prefetches are hints: they change nothing but timing (see [`prefetch`]).
 #[inline(always)]
@@ -1368,7 +1369,7 @@ fn prefetch_ahead(ready: &RunQueue<Rc<Task>>, runs: usize) {
             // The header is at the top of the stack: no further than its page's end (the next
             // page is another mapping, or another stack's guard).
             let end = (h + HEADER_BYTES).min((h | (prefetch::PAGE - 1)) + 1);
-            prefetch::kib_below(end);
+            prefetch::start_below(end);
         }
     }
 }
