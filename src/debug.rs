@@ -96,6 +96,7 @@ pub struct RunInfo {
 /// A snapshot of what every greenlet on this thread is doing.
 pub fn run_info() -> RunInfo {
     let now = hub::now();
+    let deadlines = hub::wait_deadlines(now);
     let greenlets = hub::tasks()
         .into_iter()
         .map(|t| {
@@ -106,7 +107,8 @@ pub fn run_info() -> RunInfo {
             } else if t.is_parked() {
                 match t.waiting() {
                     Waiting::Sleep(d) => GreenletState::Sleeping {
-                        remaining: d.saturating_duration_since(now),
+                        remaining: (deadlines.get(&t.id()).copied().unwrap_or(d))
+                            .saturating_duration_since(now),
                     },
                     Waiting::Join(id) => GreenletState::Joining(id),
                     Waiting::Fd { fd, write } => GreenletState::WaitingFd { fd, write },

@@ -397,6 +397,35 @@ fn greenlet_locals_are_per_greenlet_and_drop_when_it_ends() {
     });
 }
 
+/// `run_info` tells how long a sleeper has left from its timer, armed or not yet, however
+/// long ago the hub last read its clock.
+#[test]
+fn run_info_tells_a_sleepers_time_left_from_its_timer() {
+    each_backend(|_| {
+        let remaining = |id: u64| {
+            let info = run_info();
+            match info.greenlets.iter().find(|g| g.id == id).map(|g| &g.state) {
+                Some(GreenletState::Sleeping { remaining }) => *remaining,
+                other => panic!("greenlet {id}: {other:?} in {info}"),
+            }
+        };
+        // The hub reads no clock while it has no timer: this leaves its last reading stale.
+        yield_now(); // the hub is made and runs
+        std::thread::sleep(Duration::from_millis(300));
+        let g = spawn(|| sleep(Duration::from_secs(1)));
+        yield_now(); // g runs up to its sleep, whose timer the turn has not armed yet
+        let left = remaining(g.id());
+        assert!(left > Duration::from_millis(900), "unarmed: {left:?} left");
+        yield_now(); // the turn ended: armed
+        let left = remaining(g.id());
+        assert!(
+            left > Duration::from_millis(800) && left <= Duration::from_secs(1),
+            "armed: {left:?} left"
+        );
+        g.kill();
+    });
+}
+
 #[test]
 fn run_info_shows_every_greenlet_its_state_and_the_spawn_tree() {
     each_backend(|_| {

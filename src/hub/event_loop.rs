@@ -551,6 +551,19 @@ impl TimerAction {
         TimerAction { task, word: 0 }
     }
 
+    /// The task this action ends the current wait of with a timeout, if it does that (a
+    /// `sleep`'s or a timed wait's timer, while that wait lasts).
+    fn wakes_now(&self) -> Option<&Rc<Task>> {
+        match self.what() {
+            TimerDo::Wake(generation)
+                if self.task.parked.get() && self.task.generation.get() == generation =>
+            {
+                Some(&self.task)
+            }
+            _ => None,
+        }
+    }
+
     fn what(&self) -> TimerDo {
         match self.word {
             0 => TimerDo::Start,
@@ -961,6 +974,21 @@ pub(crate) fn is_current(task: &Task) -> bool {
     })
 }
 
+/// When each parked greenlet's timeout timer (a `sleep`'s, a timed wait's) is due, by
+/// greenlet id: for introspection. A timer not armed yet (see [`add_timer_after`]) is taken
+/// as due its delay after `now`.
+pub(crate) fn wait_deadlines(now: Deadline) -> std::collections::HashMap<u64, Deadline> {
+    with_hub(|h| {
+        (h.timers.borrow().pending())
+            .filter_map(|(due, action)| {
+                let task = action.wakes_now()?;
+                let at = due.unwrap_or_else(|delay| Deadline::after(now, delay));
+                Some((task.id(), at))
+            })
+            .collect()
+    })
+}
+
 /// The hub's clock, now.
 pub(crate) fn now() -> Deadline {
     with_hub(|h| {
@@ -1113,8 +1141,8 @@ pub fn sleep(d: Duration) {
     if d.is_zero() {
         return yield_now();
     }
-    // For `run_info` only: the deadline from the hub's last clock read (the timer's own is
-    // set when the hub arms it).
+    // For `run_info`, should its timer not be found: the deadline from the hub's last clock
+    // read (the timer's own is set when the hub arms it; see `wait_deadlines`).
     let about = with_hub(|h| Deadline::after(h.last_now.get(), d));
     park(Waiting::Sleep(about), |w| {
         TimerGuard(Some(add_timer_after(d, TimerAction::wake(w))))

@@ -533,6 +533,22 @@ impl<T> TimerQueue<T> {
         }
     }
 
+    /// Every pending timer's value with when it is due, in no particular order: armed
+    /// timers `Ok(deadline)`, unarmed ones `Err(delay)` (due that long after they are
+    /// armed). O(n); for introspection.
+    pub fn pending(&self) -> impl Iterator<Item = (Result<Deadline, Duration>, &T)> + '_ {
+        let value = |slot: u32| {
+            self.values[slot as usize]
+                .as_ref()
+                .expect("a pending timer's slot is occupied")
+        };
+        let armed = (self.heap.iter()).map(move |e| (Ok(Deadline(e.deadline)), value(e.slot)));
+        let unarmed = (self.unarmed.iter())
+            .filter(|u| u.slot != NONE)
+            .map(move |u| (Err(Duration::from_nanos(u.delay)), value(u.slot)));
+        armed.chain(unarmed)
+    }
+
     /// The value of the pending timer `id`, or `None` if `id` is stale.
     pub fn get(&self, id: TimerId) -> Option<&T> {
         let m = self.meta.get(id.slot as usize)?;
@@ -1273,6 +1289,16 @@ mod tests {
                 assert!(q.contains(id));
                 assert_eq!(q.deadline(id), None, "an unarmed timer has no deadline yet");
             }
+            let mut got: Vec<_> = q.pending().map(|(due, &v)| (v, due)).collect();
+            let mut want: Vec<_> = (m.live.iter().map(|&(dl, _, _, v)| (v, Ok(d(dl)))))
+                .chain(
+                    (m.unarmed.iter())
+                        .map(|&(delay, _, _, v)| (v, Err(Duration::from_nanos(delay)))),
+                )
+                .collect();
+            got.sort();
+            want.sort();
+            assert_eq!(got, want, "pending()");
             q.check_invariants();
         }
         // Drain: everything left comes out in model order.
