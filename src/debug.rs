@@ -106,9 +106,10 @@ pub fn run_info() -> RunInfo {
                 GreenletState::NotStarted
             } else if t.is_parked() {
                 match t.waiting() {
-                    Waiting::Sleep(d) => GreenletState::Sleeping {
-                        remaining: (deadlines.get(&t.id()).copied().unwrap_or(d))
-                            .saturating_duration_since(now),
+                    // A sleeping greenlet's timer is pending as long as it is parked.
+                    Waiting::Sleep => GreenletState::Sleeping {
+                        remaining: (deadlines.get(&t.id()).copied())
+                            .map_or(Duration::ZERO, |d| d.saturating_duration_since(now)),
                     },
                     Waiting::Join(id) => GreenletState::Joining(id),
                     Waiting::Fd { fd, write } => GreenletState::WaitingFd { fd, write },

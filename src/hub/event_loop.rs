@@ -145,8 +145,8 @@ fn raise(i: Interrupt) -> ! {
 pub(crate) enum Waiting {
     /// Not parked.
     Nothing,
-    /// `sleep` until the deadline.
-    Sleep(Deadline),
+    /// `sleep` (until when is its timer's to say: see [`wait_deadlines`]).
+    Sleep,
     /// Joining the greenlet with this id.
     Join(u64),
     /// A file descriptor's readiness.
@@ -226,7 +226,7 @@ impl Waiting {
     fn pack(self) -> (u8, u64) {
         match self {
             Waiting::Nothing => (0, 0),
-            Waiting::Sleep(d) => (1, d.as_nanos()),
+            Waiting::Sleep => (1, 0),
             Waiting::Join(id) => (2, id),
             Waiting::Fd { fd, write } => (3, u64::from(fd as u32) | (u64::from(write) << 32)),
             Waiting::On(what) => (4, what as u64),
@@ -235,7 +235,7 @@ impl Waiting {
 
     fn unpack(kind: u8, data: u64) -> Waiting {
         match kind {
-            1 => Waiting::Sleep(Deadline::from_nanos(data)),
+            1 => Waiting::Sleep,
             2 => Waiting::Join(data),
             3 => Waiting::Fd {
                 fd: data as u32 as RawFd,
@@ -687,8 +687,6 @@ pub(crate) struct Hub {
     /// I/O operations the running greenlet completed without waiting since the hub last
     /// switched into it (see [`note_immediate_io`]).
     io_streak: Cell<u32>,
-    /// What the clock read last (for estimates only: see [`sleep`]).
-    last_now: Cell<Deadline>,
 }
 
 /// This thread's hub, torn down at thread exit:
@@ -893,7 +891,6 @@ fn create_hub() -> Rc<Hub> {
         registry: RefCell::new((Vec::new(), Vec::new())),
         probe,
         io_streak: Cell::new(0),
-        last_now: Cell::new(Deadline::ZERO),
     });
     HUB.with(|h| *h.0.borrow_mut() = Some(hub.clone()));
     HUB_PTR.with(|p| p.set(Rc::as_ptr(&hub)));
@@ -991,11 +988,7 @@ pub(crate) fn wait_deadlines(now: Deadline) -> std::collections::HashMap<u64, De
 
 /// The hub's clock, now.
 pub(crate) fn now() -> Deadline {
-    with_hub(|h| {
-        let now = h.clock.now();
-        h.last_now.set(now);
-        now
-    })
+    with_hub(|h| h.clock.now())
 }
 
 /// The deadline `d` from now (saturating).
@@ -1141,10 +1134,7 @@ pub fn sleep(d: Duration) {
     if d.is_zero() {
         return yield_now();
     }
-    // For `run_info`, should its timer not be found: the deadline from the hub's last clock
-    // read (the timer's own is set when the hub arms it; see `wait_deadlines`).
-    let about = with_hub(|h| Deadline::after(h.last_now.get(), d));
-    park(Waiting::Sleep(about), |w| {
+    park(Waiting::Sleep, |w| {
         TimerGuard(Some(add_timer_after(d, TimerAction::wake(w))))
     });
 }
@@ -1482,9 +1472,7 @@ fn run_loop() {
         let now = if hub.timers.borrow().is_empty() {
             Deadline::ZERO
         } else {
-            let now = hub.clock.now();
-            hub.last_now.set(now);
-            now
+            hub.clock.now()
         };
         loop {
             let fired = hub.timers.borrow_mut().pop_expired(now);
@@ -1612,8 +1600,7 @@ mod tests {
     fn waiting_round_trips_through_its_packed_form() {
         for w in [
             Waiting::Nothing,
-            Waiting::Sleep(Deadline::from_nanos(0)),
-            Waiting::Sleep(Deadline::MAX),
+            Waiting::Sleep,
             Waiting::Join(u64::MAX - 1),
             Waiting::Fd { fd: 0, write: true },
             Waiting::Fd {
