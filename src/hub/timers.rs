@@ -639,10 +639,16 @@ impl<T> TimerQueue<T> {
         })
     }
 
-    /// Leaves the unarmed timer at index `i` as a tombstone (its slot is the caller's).
+    /// Takes the unarmed timer at index `i` out (its slot is the caller's): the last one is
+    /// popped, with any tombstones before it, so that a timer cancelled right after it was
+    /// inserted (a wait that ended at once) leaves nothing behind; another is left as a
+    /// tombstone until the next `arm`.
     fn bury(&mut self, i: usize) {
         self.unarmed[i].slot = NONE;
         self.unarmed_live -= 1;
+        while self.unarmed.last().is_some_and(|u| u.slot == NONE) {
+            self.unarmed.pop();
+        }
     }
 
     /// Empties `slot` (which must be occupied and already out of the heap), bumps its
@@ -1040,6 +1046,26 @@ mod tests {
             .map(|(_, v)| v)
             .collect();
         assert_eq!(got, want);
+        assert!(q.is_empty());
+    }
+
+    #[test]
+    fn an_unarmed_timer_cancelled_at_once_leaves_nothing_behind() {
+        let mut q = TimerQueue::new();
+        let keep = q.insert_unarmed(Duration::from_nanos(5), 0u32);
+        for i in 1..10_000 {
+            let id = q.insert_unarmed(Duration::from_nanos(1), i);
+            assert_eq!(q.cancel(id), Some(i));
+        }
+        assert_eq!(q.unarmed.len(), 1, "tombstones piled up");
+        let mid = q.insert_unarmed(Duration::from_nanos(3), 1);
+        let last = q.insert_unarmed(Duration::from_nanos(4), 2);
+        assert_eq!(q.cancel(mid), Some(1)); // a tombstone, behind `last`
+        assert_eq!(q.cancel(last), Some(2)); // pops `last` and the tombstone
+        assert_eq!(q.unarmed.len(), 1);
+        q.check_invariants();
+        assert_eq!(q.pop_expired(d(10)), None, "armed at 10: due at 15");
+        assert_eq!(q.pop_expired(d(15)), Some((keep, 0)));
         assert!(q.is_empty());
     }
 
