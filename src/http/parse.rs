@@ -483,7 +483,9 @@ fn parse_complete(
 
     let mut headers = match spare {
         Some(mut map) => {
-            map.clear();
+            if !map.is_empty() {
+                map.clear(); // a connection hands its spare in empty already
+            }
             map.try_reserve(req.headers.len())
                 .map_err(|_| HttpError::TooManyHeaders)?;
             map

@@ -1134,9 +1134,7 @@ pub fn sleep(d: Duration) {
     if d.is_zero() {
         return yield_now();
     }
-    park(Waiting::Sleep, |w| {
-        TimerGuard(Some(add_timer_after(d, TimerAction::wake(w))))
-    });
+    park(Waiting::Sleep, |w| timeout_guard(w, Some(d)));
 }
 
 /// Registers a timer that runs `action` at `deadline`.

@@ -390,12 +390,7 @@ impl<T> TimerQueue<T> {
         let pos = self.heap.len() as u32;
         let (slot, generation) = self.take_slot(value, pos);
         let seq = self.take_seq();
-        self.heap.push(Entry {
-            deadline: deadline.0,
-            seq,
-            slot,
-        });
-        self.sift_up(pos as usize);
+        self.push_entry(deadline.0, seq, slot);
         TimerId { slot, generation }
     }
 
@@ -434,13 +429,7 @@ impl<T> TimerQueue<T> {
         }
         let mut list = core::mem::take(&mut self.unarmed);
         for u in list.drain(..).filter(|u| u.slot != NONE) {
-            let pos = self.heap.len();
-            self.heap.push(Entry {
-                deadline: now.0.saturating_add(u.delay),
-                seq: u.seq,
-                slot: u.slot,
-            });
-            self.sift_up(pos);
+            self.push_entry(now.0.saturating_add(u.delay), u.seq, u.slot);
         }
         self.unarmed = list; // empty, keeping its room
         self.unarmed_live = 0;
@@ -466,16 +455,11 @@ impl<T> TimerQueue<T> {
             None => return false,
             Some(Place::Heap(pos)) => pos,
             Some(Place::Unarmed(i)) => {
-                // Armed now, at the deadline given: into the heap (sifted below).
+                // Armed now, at the deadline given, as if newly inserted.
                 self.bury(i);
-                let pos = self.heap.len();
-                self.heap.push(Entry {
-                    deadline: deadline.0,
-                    seq: 0,
-                    slot: id.slot,
-                });
-                self.meta[id.slot as usize].link = pos as u32;
-                pos
+                let seq = self.take_seq();
+                self.push_entry(deadline.0, seq, id.slot);
+                return true;
             }
         };
         let seq = self.take_seq();
@@ -601,6 +585,18 @@ impl<T> TimerQueue<T> {
             }
         }
         self.next_seq = order.len() as u32;
+    }
+
+    /// Adds a heap entry for the occupied `slot` and sifts it into place (which sets the
+    /// slot's position).
+    fn push_entry(&mut self, deadline: u64, seq: u32, slot: u32) {
+        let pos = self.heap.len();
+        self.heap.push(Entry {
+            deadline,
+            seq,
+            slot,
+        });
+        self.sift_up(pos);
     }
 
     /// Takes a free slot (or a new one) for `value`, its `link` set to `link`; returns it and
