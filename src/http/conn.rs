@@ -104,7 +104,7 @@
 #![forbid(unsafe_code)]
 
 use super::body::BodyDecoder;
-use super::parse::{BodyKind, Head, HeadScanner};
+use super::parse::{BodyKind, Head, HeadScanner, Reuse};
 use super::response::ResponseContext;
 use super::{HttpError, Limits};
 use http::{HeaderMap, Method, Version};
@@ -137,9 +137,9 @@ pub struct Conn {
     scanner: HeadScanner,
     current: Option<Current>,
     eof: bool,
-    /// A header map handed back by [`recycle_headers`](Conn::recycle_headers), for the next
-    /// request's fields.
-    spare_headers: Option<HeaderMap>,
+    /// What building the heads before left for the next one: the header map handed back by
+    /// [`recycle_headers`](Conn::recycle_headers), and the fields the client sent last.
+    reuse: Reuse,
 }
 
 /// The most fields a map handed to [`Conn::recycle_headers`] may have room for and still be
@@ -186,7 +186,7 @@ impl Conn {
             scanner: HeadScanner::new(),
             current: None,
             eof: false,
-            spare_headers: None,
+            reuse: Reuse::default(),
         }
     }
 
@@ -197,7 +197,7 @@ impl Conn {
     pub fn recycle_headers(&mut self, mut map: HeaderMap) {
         if map.capacity() > 0 && map.capacity() <= RECYCLE_MAX_CAPACITY {
             map.clear();
-            self.spare_headers = Some(map);
+            self.reuse.map = Some(map);
         }
     }
 
@@ -306,15 +306,14 @@ impl Conn {
                             return None;
                         }
                         Ok(Some(n)) => {
-                            let spare = self.spare_headers.take();
-                            let head =
-                                match self
-                                    .scanner
-                                    .finish_reusing(&input[..n], &self.limits, spare)
-                                {
-                                    Ok(head) => head,
-                                    Err(e) => return Some(self.fail(e)),
-                                };
+                            let head = match self.scanner.finish_reusing(
+                                &input[..n],
+                                &self.limits,
+                                &mut self.reuse,
+                            ) {
+                                Ok(head) => head,
+                                Err(e) => return Some(self.fail(e)),
+                            };
                             self.start += n;
                             self.scanner.reset();
                             self.current = Some(Current {
@@ -609,7 +608,7 @@ mod tests {
         let mut big = HeaderMap::with_capacity(RECYCLE_MAX_CAPACITY + 1);
         big.insert("x", "1".parse().unwrap());
         c.recycle_headers(big);
-        assert!(c.spare_headers.is_none());
+        assert!(c.reuse.map.is_none());
     }
 
     #[test]

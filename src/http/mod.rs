@@ -56,7 +56,7 @@ pub use conn::{Conn, Event};
 pub use date::{imf_fixdate, DateCache};
 pub use handler::{Body, Handler, ReasonPhrase, Request, Response, ResponseBody, StreamFn};
 pub use log::{log_to_stderr, AccessRecord, RequestLine};
-pub use parse::{parse_head, BodyKind, Head, HeadScanner};
+pub use parse::{parse_head, BodyKind, Head, HeadScanner, Reuse};
 pub use response::{
     write_continue, write_error, write_head, write_head_map, BodyEncoder, Framing, HeadOptions,
     ResponseContext, ResponseError,

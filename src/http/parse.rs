@@ -354,19 +354,18 @@ impl HeadScanner {
 
     /// Build the [`Head`] from the complete head `scan` found (`head` is `&buf[..n]`).
     pub fn finish(&self, head: &[u8], limits: &Limits) -> Result<Head, HttpError> {
-        self.finish_reusing(head, limits, None)
+        self.finish_reusing(head, limits, &mut Reuse::default())
     }
 
-    /// [`finish`](HeadScanner::finish), with the header fields put into `spare` (cleared
-    /// first) instead of a new map: a connection hands in the map of the response it sent
-    /// last, whose allocations then serve the next request's fields.
+    /// [`finish`](HeadScanner::finish), building the head from what `reuse` kept of the
+    /// heads before it (see [`Reuse`]): a connection keeps one for all its requests.
     pub fn finish_reusing(
         &self,
         head: &[u8],
         limits: &Limits,
-        spare: Option<HeaderMap>,
+        reuse: &mut Reuse,
     ) -> Result<Head, HttpError> {
-        match parse_complete(head, self.fields, limits, spare) {
+        match parse_complete(head, self.fields, limits, reuse) {
             Err(e) if self.fast => {
                 // The fast path left the byte rules unchecked: the full scan names the error
                 // the byte path would have (or, if it finds none, the parse's stands).
@@ -442,11 +441,64 @@ fn check_request_line(line: &[u8]) -> Result<(), HttpError> {
     }
 }
 
+/// What a connection keeps from one request head to the next so that building the next
+/// allocates less. Both parts are optimisations only: a head built with any `Reuse` equals
+/// the head built with none.
+///
+/// - [`map`](Reuse::map): an empty header map to put the next head's fields into, instead
+///   of a new one (a server hands in the map of the response it sent last).
+/// - The fields of the heads before, by position: a client on a keep-alive connection sends
+///   the same fields in the same order request after request (`Host`, `User-Agent`,
+///   `Accept`...). A field whose name (up to ASCII case) and value bytes equal the one kept at
+///   its position is taken from there, for the price of a comparison and a reference count,
+///   instead of being validated and copied into a new allocation. Another field replaces the
+///   one kept. At most [`REUSE_FIELDS`] positions are kept, and only values of at most
+///   [`REUSE_VALUE_BYTES`] bytes, so an idle connection holds a bounded amount.
+#[derive(Debug, Default)]
+pub struct Reuse {
+    /// An empty map for the next head's fields (cleared first if it is not).
+    pub map: Option<HeaderMap>,
+    fields: Vec<Option<(HeaderName, HeaderValue)>>,
+}
+
+/// How many field positions a [`Reuse`] keeps.
+pub const REUSE_FIELDS: usize = 16;
+/// The longest field value a [`Reuse`] keeps.
+pub const REUSE_VALUE_BYTES: usize = 256;
+
+impl Reuse {
+    /// The field at position `i` with this raw `name` and `value`: the one kept there if it
+    /// is the same, else built (and kept, within the bounds).
+    fn field(
+        &mut self,
+        i: usize,
+        name: &str,
+        value: &[u8],
+    ) -> Result<(HeaderName, HeaderValue), HttpError> {
+        if let Some(Some((n, v))) = self.fields.get(i) {
+            // The same bytes up to the case of the name make the same field: a name is
+            // lowercased as it is built, and both are validated by their bytes alone.
+            if v.as_bytes() == value && n.as_str().eq_ignore_ascii_case(name) {
+                return Ok((n.clone(), v.clone()));
+            }
+        }
+        let n = HeaderName::from_bytes(name.as_bytes()).map_err(|_| HttpError::BadHeaderName)?;
+        let v = HeaderValue::from_bytes(value).map_err(|_| HttpError::BadHeaderValue)?;
+        if i < REUSE_FIELDS {
+            if self.fields.len() <= i {
+                self.fields.resize(i + 1, None);
+            }
+            self.fields[i] = (value.len() <= REUSE_VALUE_BYTES).then(|| (n.clone(), v.clone()));
+        }
+        Ok((n, v))
+    }
+}
+
 fn parse_complete(
     buf: &[u8],
     fields: usize,
     limits: &Limits,
-    spare: Option<HeaderMap>,
+    reuse: &mut Reuse,
 ) -> Result<Head, HttpError> {
     // The usual head has a handful of fields: their slots live on the stack.
     let mut stack = [httparse::EMPTY_HEADER; 16];
@@ -481,7 +533,7 @@ fn parse_complete(
         .ok_or(HttpError::BadRequestLine)?;
     let target = parse_target(&method, req.path.unwrap_or(""))?;
 
-    let mut headers = match spare {
+    let mut headers = match reuse.map.take() {
         Some(mut map) => {
             if !map.is_empty() {
                 map.clear(); // a connection hands its spare in empty already
@@ -496,10 +548,8 @@ fn parse_complete(
     // Which framing-relevant fields are present, noted while inserting (comparing a standard
     // name is an integer compare), so the checks below look up only what is there.
     let mut seen = Seen::default();
-    for h in req.headers.iter() {
-        let name =
-            HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| HttpError::BadHeaderName)?;
-        let value = HeaderValue::from_bytes(h.value).map_err(|_| HttpError::BadHeaderValue)?;
+    for (i, h) in req.headers.iter().enumerate() {
+        let (name, value) = reuse.field(i, h.name, h.value)?;
         seen.note(&name);
         headers
             .try_append(name, value)
@@ -1563,6 +1613,132 @@ mod tests {
             body_of("Transfer-Encoding: chun ked\r\n"),
             Err(HttpError::BadTransferEncoding)
         );
+    }
+
+    // ---- reuse between heads
+
+    /// `head` built with `reuse`, through the scanner as a connection does.
+    fn parse_reusing(head: &[u8], reuse: &mut Reuse) -> Result<Head, HttpError> {
+        let mut sc = HeadScanner::new();
+        let n = sc.scan(head, &Limits::default())?.expect("a complete head");
+        sc.finish_reusing(&head[..n], &Limits::default(), reuse)
+    }
+
+    #[test]
+    fn a_repeated_field_is_shared_with_the_head_before_not_copied() {
+        let mut reuse = Reuse::default();
+        let first = parse_reusing(
+            b"GET / HTTP/1.1\r\nHost: example.com\r\nX-Id: 7\r\n\r\n",
+            &mut reuse,
+        )
+        .unwrap();
+        // The same fields, the names in other cases: the same values, not new copies.
+        let second = parse_reusing(
+            b"GET / HTTP/1.1\r\nHOST: example.com\r\nx-id: 7\r\n\r\n",
+            &mut reuse,
+        )
+        .unwrap();
+        assert_eq!(second.headers, first.headers);
+        for name in ["host", "x-id"] {
+            assert_eq!(
+                second.headers[name].as_bytes().as_ptr(),
+                first.headers[name].as_bytes().as_ptr(),
+                "{name} is shared"
+            );
+        }
+        // A changed value is built anew (and kept for the next head).
+        let third = parse_reusing(
+            b"GET / HTTP/1.1\r\nHost: example.com\r\nX-Id: 8\r\n\r\n",
+            &mut reuse,
+        )
+        .unwrap();
+        assert_eq!(third.headers["x-id"], "8");
+        assert_ne!(
+            third.headers["x-id"].as_bytes().as_ptr(),
+            first.headers["x-id"].as_bytes().as_ptr()
+        );
+        // A field at another position is not taken for the one kept there.
+        let fourth = parse_reusing(
+            b"GET / HTTP/1.1\r\nX-Id: 8\r\nHost: example.com\r\n\r\n",
+            &mut reuse,
+        )
+        .unwrap();
+        assert_eq!(fourth.headers["x-id"], "8");
+        assert_eq!(fourth.headers["host"], "example.com");
+        assert_eq!(fourth.headers.keys().next().unwrap(), "x-id");
+    }
+
+    #[test]
+    fn reuse_keeps_a_bounded_number_of_short_fields() {
+        let long = "v".repeat(REUSE_VALUE_BYTES + 1);
+        let mut fields = format!("Host: x\r\nX-Long: {long}\r\n");
+        for i in 0..REUSE_FIELDS + 4 {
+            fields.push_str(&format!("X-F{i}: {i}\r\n"));
+        }
+        let head = format!("GET / HTTP/1.1\r\n{fields}\r\n").into_bytes();
+        let mut reuse = Reuse::default();
+        let first = parse_reusing(&head, &mut reuse).unwrap();
+        let second = parse_reusing(&head, &mut reuse).unwrap();
+        assert_eq!(second.headers, first.headers);
+        assert_eq!(reuse.fields.len(), REUSE_FIELDS);
+        let shared = |name: &str| {
+            first.headers[name].as_bytes().as_ptr() == second.headers[name].as_bytes().as_ptr()
+        };
+        assert!(shared("host"));
+        assert!(!shared("x-long"), "a long value is not kept");
+        assert!(shared("x-f0"));
+        let last = format!("x-f{}", REUSE_FIELDS + 3);
+        assert!(
+            !shared(&last),
+            "a field past the kept positions is not kept"
+        );
+    }
+
+    #[test]
+    fn a_bad_field_is_refused_even_where_a_good_one_was_kept() {
+        let mut reuse = Reuse::default();
+        parse_reusing(b"GET / HTTP/1.1\r\nHost: x\r\nX-A: 1\r\n\r\n", &mut reuse).unwrap();
+        assert_eq!(
+            parse_reusing(
+                b"GET / HTTP/1.1\r\nHost: x\r\nX-A: 1\x01\r\n\r\n",
+                &mut reuse
+            ),
+            Err(HttpError::BadHeaderValue)
+        );
+        assert_eq!(
+            parse_reusing(
+                b"GET / HTTP/1.1\r\nHost: x\r\nX-\x7fA: 1\r\n\r\n",
+                &mut reuse
+            ),
+            Err(HttpError::BadHeaderName)
+        );
+    }
+
+    proptest::proptest! {
+        /// Any sequence of heads built with one `Reuse` gives, head by head, what building
+        /// each alone gives: names, values, order, framing and errors alike.
+        #[test]
+        fn reuse_never_changes_a_head(
+            heads in proptest::collection::vec(
+                proptest::collection::vec((0usize..6, 0usize..5, proptest::bool::ANY), 0..20),
+                1..6,
+            )
+        ) {
+            const NAMES: [&str; 6] = ["Host", "HOST", "x-a", "X-A", "Content-Length", "Accept"];
+            const VALUES: [&str; 5] = ["1", "2", "a b", "", "\x7f"];
+            let mut reuse = Reuse::default();
+            for fields in &heads {
+                let mut text = String::from("GET / HTTP/1.1\r\n");
+                for &(n, v, host) in fields {
+                    let name = if host { "Host" } else { NAMES[n] };
+                    text.push_str(&format!("{name}: {}\r\n", VALUES[v]));
+                }
+                text.push_str("\r\n");
+                let alone = parse_reusing(text.as_bytes(), &mut Reuse::default());
+                let reused = parse_reusing(text.as_bytes(), &mut reuse);
+                proptest::prop_assert_eq!(reused, alone, "{:?}", text);
+            }
+        }
     }
 
     #[test]
