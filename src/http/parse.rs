@@ -43,6 +43,7 @@
 use super::{is_tchar, list_members, trim_ows, HttpError, Limits};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Uri, Version};
+use std::mem::MaybeUninit;
 
 /// How the request body is framed, decided from the head alone.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -500,17 +501,18 @@ fn parse_complete(
     limits: &Limits,
     reuse: &mut Reuse,
 ) -> Result<Head, HttpError> {
-    // The usual head has a handful of fields: their slots live on the stack.
-    let mut stack = [httparse::EMPTY_HEADER; 16];
+    // The usual head has a handful of fields: their slots live on the stack, left
+    // uninitialised (httparse writes each before it reads it; the scanner counted them).
+    let mut stack = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; 16];
     let mut heap;
-    let slots: &mut [httparse::Header<'_>] = if fields <= stack.len() {
+    let slots: &mut [MaybeUninit<httparse::Header<'_>>] = if fields <= stack.len() {
         &mut stack[..fields]
     } else {
-        heap = vec![httparse::EMPTY_HEADER; fields];
+        heap = vec![MaybeUninit::uninit(); fields];
         &mut heap
     };
-    let mut req = httparse::Request::new(slots);
-    match req.parse(buf) {
+    let mut req = httparse::Request::new(&mut []);
+    match req.parse_with_uninit_headers(buf, slots) {
         Ok(httparse::Status::Complete(n)) if n == buf.len() => {}
         Ok(_) => return Err(HttpError::BadRequestLine),
         Err(e) => {
