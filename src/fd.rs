@@ -257,7 +257,9 @@ impl<S: AsFd> Evented<S> {
         self.wait_until(dir, timeout.map(hub::deadline_after))
     }
 
-    /// [`wait`](Self::wait) until a deadline of the hub's clock.
+    /// [`wait`](Self::wait) until a deadline of the hub's clock. Always inlined, to keep a
+    /// waiting greenlet's frames few (see `hub::event_loop::park`).
+    #[inline(always)]
     fn wait_until(&self, dir: Dir, deadline: Option<Deadline>) -> io::Result<()> {
         let flag = match dir {
             Dir::Read => &self.reading,
