@@ -518,7 +518,9 @@ enum Next {
     Close,
 }
 
-/// Waits for the next request head; see the module docs for the timeouts.
+/// Waits for the next request head; see the module docs for the timeouts. Not inlined: see
+/// [`answer`].
+#[inline(never)]
 fn next_request(cfg: &Config, hub: &HubState, c: &Rc<ConnIo>) -> Next {
     let mut head_began: Option<Instant> = None;
     loop {
@@ -613,39 +615,62 @@ fn serve_connection(cfg: &Config, handler: &dyn Handler, sock: TcpStream, peer: 
             }
             Next::Close => return,
         };
-        // What the access log needs, taken only when there is one (clocks cost tens of ns).
-        let log = cfg.access_log.as_ref().map(|_| {
-            let line = RequestLine {
-                method: head.method.clone(),
-                target: head.target.clone(),
-                version: head.version,
-            };
-            (line, Instant::now(), SystemTime::now())
-        });
-        c.body_done.set(false);
-        let req: Request = head.into_request(Body::from_conn(c.clone()));
-        let resp = match panic::catch_unwind(AssertUnwindSafe(|| handler.handle(req))) {
-            Ok(r) => Ok(r),
-            Err(p) if p.is::<GreenletExit>() || p.is::<ElapsedSignal>() => panic::resume_unwind(p),
-            Err(p) => Err(crate::greenlet::panic_message(&*p)),
-        };
-        let outcome = respond(&c, &hub, resp, &mut out);
-        if let (Some(f), Some((line, started, time))) = (&cfg.access_log, log) {
-            f(&AccessRecord {
-                peer,
-                request: Some(line),
-                status: outcome.status,
-                bytes: outcome.bytes,
-                time,
-                elapsed: started.elapsed(),
-            });
-        }
-        let keep = outcome.keep_alive && !c.broken.get();
-        c.conn.borrow_mut().response_done(keep);
-        if !keep {
+        if !answer(cfg, handler, &hub, &c, head, peer, &mut out) {
             return;
         }
     }
+}
+
+/// Answers one request: runs the handler, sends its response, logs it. Whether the connection
+/// stays open for the next one.
+///
+/// Not inlined, nor is [`next_request`]: the two frames then take turns at the same place on
+/// the connection's stack, below the frame of [`serve_connection`], instead of one large frame
+/// holding both. Each connection's stack is its own memory, which the other connections' turns
+/// push out of the cache, so every line a request touches on it tends to be a miss. Split, the
+/// wait for the next request sits 2.3 kB deep instead of 3.2 kB, and under a cache simulator
+/// (cachegrind, 48 kB L1, the hello-world bench at 64 connections) a request misses L1 50
+/// times on writes and 28 on reads instead of 62 and 34.
+#[inline(never)]
+fn answer(
+    cfg: &Config,
+    handler: &dyn Handler,
+    hub: &HubState,
+    c: &Rc<ConnIo>,
+    head: Head,
+    peer: SocketAddr,
+    out: &mut Vec<u8>,
+) -> bool {
+    // What the access log needs, taken only when there is one (clocks cost tens of ns).
+    let log = cfg.access_log.as_ref().map(|_| {
+        let line = RequestLine {
+            method: head.method.clone(),
+            target: head.target.clone(),
+            version: head.version,
+        };
+        (line, Instant::now(), SystemTime::now())
+    });
+    c.body_done.set(false);
+    let req: Request = head.into_request(Body::from_conn(c.clone()));
+    let resp = match panic::catch_unwind(AssertUnwindSafe(|| handler.handle(req))) {
+        Ok(r) => Ok(r),
+        Err(p) if p.is::<GreenletExit>() || p.is::<ElapsedSignal>() => panic::resume_unwind(p),
+        Err(p) => Err(crate::greenlet::panic_message(&*p)),
+    };
+    let outcome = respond(c, hub, resp, out);
+    if let (Some(f), Some((line, started, time))) = (&cfg.access_log, log) {
+        f(&AccessRecord {
+            peer,
+            request: Some(line),
+            status: outcome.status,
+            bytes: outcome.bytes,
+            time,
+            elapsed: started.elapsed(),
+        });
+    }
+    let keep = outcome.keep_alive && !c.broken.get();
+    c.conn.borrow_mut().response_done(keep);
+    keep
 }
 
 /// How long [`ConnIo::linger_close`] drains a client that keeps sending, at most.
