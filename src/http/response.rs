@@ -318,6 +318,12 @@ where
 }
 
 fn push_status_line(out: &mut Vec<u8>, status: StatusCode, reason: &str) {
+    if status == StatusCode::OK && reason == "OK" {
+        // Most responses: one copy of a constant.
+        out.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
+        return;
+    }
+    out.reserve(reason.len() + 15);
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(status.as_str().as_bytes());
     out.push(b' ');
@@ -340,7 +346,9 @@ fn push_content_length(out: &mut Vec<u8>, mut n: u64) {
     push_field(out, b"content-length", &digits[i..]);
 }
 
+#[inline]
 fn push_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.reserve(name.len() + value.len() + 4);
     out.extend_from_slice(name);
     out.extend_from_slice(b": ");
     out.extend_from_slice(value);
