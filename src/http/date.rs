@@ -80,7 +80,14 @@ impl DateCache {
 
     /// The IMF-fixdate of `now`, reusing the last one within the same second.
     pub fn get(&mut self, now: SystemTime) -> &str {
-        let secs = unix_secs(now);
+        self.get_secs(unix_secs(now))
+    }
+
+    /// [`get`](DateCache::get) for a Unix time in whole seconds (clamped as `get` clamps), for
+    /// a caller that reads a seconds clock: the server reads the kernel's coarse one, which
+    /// costs a few nanoseconds per request where `SystemTime::now()` costs tens.
+    pub fn get_secs(&mut self, unix_secs: u64) -> &str {
+        let secs = unix_secs.min(MAX_SECS);
         if self.secs != Some(secs) {
             format_secs(secs, &mut self.text);
             self.secs = Some(secs);
@@ -103,6 +110,27 @@ mod tests {
 
     fn at(secs: u64) -> SystemTime {
         UNIX_EPOCH + Duration::from_secs(secs)
+    }
+
+    #[test]
+    fn seconds_and_system_times_give_the_same_dates() {
+        let mut by_time = DateCache::new();
+        let mut by_secs = DateCache::new();
+        for secs in [
+            0,
+            784_111_777,
+            784_111_778,
+            MAX_SECS,
+            MAX_SECS + 1,
+            u64::MAX,
+        ] {
+            let t = UNIX_EPOCH
+                .checked_add(Duration::from_secs(secs))
+                .unwrap_or(at(MAX_SECS));
+            assert_eq!(by_secs.get_secs(secs), by_time.get(t), "{secs}");
+        }
+        // The last three are all the clamped last second: formatted once for them.
+        assert_eq!(by_secs.formats(), 4);
     }
 
     #[test]

@@ -28,6 +28,7 @@ use super::{
     write_error, write_head, write_head_map, BodyEncoder, Conn, DateCache, Event, Framing, Head,
     HeadOptions, HttpError, Limits, ResponseContext,
 };
+use crate::hub::clock::unix_secs_coarse;
 use crate::hub::event_loop::ElapsedSignal;
 use crate::net::{TcpListener, TcpStream, ToSocketAddrs};
 use crate::server::{ServerBuilder, StreamServer, Workers};
@@ -700,7 +701,11 @@ fn respond(
     out.clear();
     if let Some(e) = c.failed.take() {
         // The body the handler read was malformed: the error is the answer.
-        let bytes = write_error(out, &e, Some(hub.date.borrow_mut().get(SystemTime::now())));
+        let bytes = write_error(
+            out,
+            &e,
+            Some(hub.date.borrow_mut().get_secs(unix_secs_coarse())),
+        );
         if c.send(out).is_ok() {
             c.linger_close(); // the rest of the broken body may still be coming
         }
@@ -731,7 +736,7 @@ fn respond(
         let opts = HeadOptions {
             reason,
             content_length: body.len().map(|n| n as u64),
-            date: Some(date.get(SystemTime::now())),
+            date: Some(date.get_secs(unix_secs_coarse())),
         };
         write_head_map(out, &ctx, parts.status, &parts.headers, &opts)
     };
@@ -826,7 +831,7 @@ fn internal_error(
     let opts = HeadOptions {
         reason: None,
         content_length: Some(body.len() as u64),
-        date: Some(date.get(SystemTime::now())),
+        date: Some(date.get_secs(unix_secs_coarse())),
     };
     let headers = [("content-type", "text/plain; charset=utf-8")];
     if let Ok(mut enc) = write_head(out, &ctx, StatusCode::INTERNAL_SERVER_ERROR, headers, &opts) {

@@ -38,13 +38,12 @@
 //! * The hub never knows about sockets: `net/` registers interest through [`wait_fd`] and
 //!   parks; the hub wakes it.
 
+use super::clock::{Clock, RealClock};
 use super::fds::FdTable;
 use super::monitor::Probe;
 use super::prefetch;
 use super::remote::{Remote, Targets};
 use super::run_queue::RunQueue;
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
-use super::timers::Epoch;
 use super::timers::{Deadline, TimerId, TimerQueue};
 use crate::greenlet::{Greenlet as Raw, GreenletExit};
 use crate::spawn::{JoinState, OutcomeKind};
@@ -596,70 +595,6 @@ impl TimerAction {
                 schedule(self.task);
             }
         }
-    }
-}
-
-/// The hub's clock: real time, or a paused clock that only moves when the hub would
-/// otherwise sleep (it then jumps to the next timer), for deterministic tests.
-pub(crate) enum Clock {
-    Real(RealClock),
-    Paused(Cell<Deadline>),
-}
-
-impl Clock {
-    #[inline]
-    pub(crate) fn now(&self) -> Deadline {
-        match self {
-            Clock::Real(c) => c.now(),
-            Clock::Paused(t) => t.get(),
-        }
-    }
-}
-
-/// Real time as a [`Deadline`]: nanoseconds since the hub was made. Every `sleep` and
-/// timeout reads it, so on Linux it reads `CLOCK_MONOTONIC` (what [`std::time::Instant`]
-/// reads there) itself, without `Instant`'s checked `timespec` arithmetic; elsewhere it goes
-/// through an [`Epoch`].
-pub(crate) struct RealClock {
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    base: u64,
-    #[cfg(not(any(target_os = "linux", target_os = "android")))]
-    epoch: Epoch,
-}
-
-impl RealClock {
-    fn new() -> RealClock {
-        RealClock {
-            #[cfg(any(target_os = "linux", target_os = "android"))]
-            base: Self::monotonic_ns(),
-            #[cfg(not(any(target_os = "linux", target_os = "android")))]
-            epoch: Epoch::new(),
-        }
-    }
-
-    #[inline]
-    fn now(&self) -> Deadline {
-        #[cfg(any(target_os = "linux", target_os = "android"))]
-        return Deadline::from_nanos(Self::monotonic_ns().saturating_sub(self.base));
-        #[cfg(not(any(target_os = "linux", target_os = "android")))]
-        return self.epoch.now();
-    }
-
-    /// `CLOCK_MONOTONIC` in nanoseconds (584 years of range).
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    #[inline]
-    fn monotonic_ns() -> u64 {
-        let mut ts = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: clock_gettime writes one timespec, ours; CLOCK_MONOTONIC always exists on
-        // Linux, so it cannot fail (and if it did, `ts` would stay zero: time standing still,
-        // never undefined behaviour).
-        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-        (ts.tv_sec as u64)
-            .wrapping_mul(1_000_000_000)
-            .wrapping_add(ts.tv_nsec as u64)
     }
 }
 

@@ -19,6 +19,7 @@
 //! A thread's hub is created on first use with the defaults ([`Builder`] changes them:
 //! backend, blocking monitor, a paused clock for deterministic tests).
 
+pub(crate) mod clock;
 pub mod event_loop;
 pub(crate) mod fds;
 pub mod monitor;
