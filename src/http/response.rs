@@ -346,7 +346,6 @@ fn push_content_length(out: &mut Vec<u8>, mut n: u64) {
     push_field(out, b"content-length", &digits[i..]);
 }
 
-#[inline]
 fn push_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.reserve(name.len() + value.len() + 4);
     out.extend_from_slice(name);

@@ -57,26 +57,33 @@ impl RealClock {
     #[cfg(any(target_os = "linux", target_os = "android"))]
     #[inline]
     fn monotonic_ns() -> u64 {
-        let mut ts = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: clock_gettime writes one timespec, ours; CLOCK_MONOTONIC always exists on
-        // Linux, so it cannot fail (and if it did, `ts` would stay zero: time standing still,
-        // never undefined behaviour).
-        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+        let ts = read_clock(libc::CLOCK_MONOTONIC);
         (ts.tv_sec as u64)
             .wrapping_mul(1_000_000_000)
             .wrapping_add(ts.tv_nsec as u64)
     }
 }
 
+/// `clock_gettime(id)`. The clocks grove reads exist on every kernel of these systems that
+/// Rust supports, so it cannot fail; if it did, the time would read as zero (standing still,
+/// or the epoch), never undefined behaviour.
+#[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
+#[inline]
+fn read_clock(id: libc::clockid_t) -> libc::timespec {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec, ours, and reads nothing else.
+    unsafe { libc::clock_gettime(id, &mut ts) };
+    ts
+}
+
 /// The Unix time in whole seconds, read from the kernel's coarse clock where there is one
 /// (`CLOCK_REALTIME_COARSE` on Linux, `CLOCK_REALTIME_FAST` on FreeBSD: a copy the kernel
-/// updates every tick, a few nanoseconds to read, against some tens for the precise clock
-/// under virtualisation), else from [`std::time::SystemTime`]. The coarse clock lags the
-/// precise one by at most a tick (1 to 10 ms): fine for a value shown to the second. Before
-/// 1970 reads as 0.
+/// updates every tick; on this VM 7 ns a call, against 33 ns for `CLOCK_REALTIME`), else
+/// from [`std::time::SystemTime`]. The coarse clock lags the precise one by at most a tick
+/// (1 to 10 ms): fine for a value shown to the second. Before 1970 reads as 0.
 pub(crate) fn unix_secs_coarse() -> u64 {
     #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
     {
@@ -84,15 +91,7 @@ pub(crate) fn unix_secs_coarse() -> u64 {
         const COARSE: libc::clockid_t = libc::CLOCK_REALTIME_COARSE;
         #[cfg(target_os = "freebsd")]
         const COARSE: libc::clockid_t = libc::CLOCK_REALTIME_FAST;
-        let mut ts = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: clock_gettime writes one timespec, ours. The clock id exists on every
-        // kernel of these systems that Rust supports; if the call failed, `ts` would keep the
-        // zero it was given (the epoch), never undefined behaviour.
-        unsafe { libc::clock_gettime(COARSE, &mut ts) };
-        u64::try_from(ts.tv_sec).unwrap_or(0)
+        u64::try_from(read_clock(COARSE).tv_sec).unwrap_or(0)
     }
     #[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
     {
